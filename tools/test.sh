@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Every test of eva_cam, as CI runs it: the nbdev-ci checks, each notebook under nbdev_test,
+# and the tests under tests/. Ends with one line "N passed, N failed".
+# Cells flagged `fulldata` run only when the full CIFAR-10 mirror is beside the project
+# (../shared/data); cells flagged `slow` (full training) never run here.
+set -u
+cd "$(dirname "$0")/.."
+passed=0; failed=0; failures=()
+pass() { passed=$((passed+1)); echo "PASS $1"; }
+fail() { failed=$((failed+1)); failures+=("$1"); echo "FAIL $1"; }
+
+flags=""
+if [ -d ../shared/data ] || [ -n "${EVA_CAM_DATA:-}" ]; then flags="fulldata"; fi
+echo "nbdev_test flags: ${flags:-none}"
+
+# 1-2. the nbdev-ci checks: notebooks clean, library in sync with the notebooks
+if git rev-parse --git-dir >/dev/null 2>&1; then
+  before=$(git status --porcelain)
+  nbdev_clean >/dev/null && [ "$(git status --porcelain)" = "$before" ] && pass "nbdev_clean leaves no change" \
+    || { fail "nbdev_clean leaves no change"; git status --porcelain; }
+  before=$(git status --porcelain)
+  nbdev_export >/dev/null && [ "$(git status --porcelain)" = "$before" ] && pass "nbdev_export leaves no change" \
+    || { fail "nbdev_export leaves no change"; git status --porcelain; git diff --stat; }
+fi
+
+# 3. every notebook, one at a time so each counts
+for nb in nbs/*.ipynb; do
+  start=$(date +%s)
+  if nbdev_test --path "$nb" --do_print ${flags:+--flags "$flags"} > /tmp/eva_cam_nbtest.log 2>&1; then
+    pass "$nb ($(( $(date +%s) - start )) s)"
+  else
+    cat /tmp/eva_cam_nbtest.log; fail "$nb"
+  fi
+done
+
+# 4. tests that need more than a notebook cell (browser, wheel)
+if [ -d tests ] && ls tests/test_*.py >/dev/null 2>&1; then
+  for t in tests/test_*.py; do
+    start=$(date +%s)
+    if python -m pytest -q -x "$t" > /tmp/eva_cam_pytest.log 2>&1; then pass "$t ($(( $(date +%s) - start )) s)"
+    else cat /tmp/eva_cam_pytest.log; fail "$t"; fi
+  done
+fi
+
+[ ${#failures[@]} -gt 0 ] && printf 'failed: %s\n' "${failures[@]}"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
