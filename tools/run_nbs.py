@@ -1,0 +1,34 @@
+"""Run notebooks top to bottom and save their outputs in place, for the docs site.
+
+The docs show the outputs saved in the notebooks (Quarto does not re-run them), so after changing a
+notebook run: python tools/run_nbs.py nbs/00_data.ipynb [...]   (no argument: every notebook).
+Cells flagged `slow` are skipped (their saved outputs, if any, are kept); cells flagged `fulldata`
+run only where the full data set is found. Stops at the first error and leaves that notebook as it was."""
+import os, sys, time
+from pathlib import Path
+from execnb.nbio import read_nb, write_nb
+from execnb.shell import CaptureShell
+
+root = Path(__file__).resolve().parent.parent
+paths = [Path(p).resolve() for p in sys.argv[1:]] or sorted((root/'nbs').glob('*.ipynb'))
+os.chdir(root/'nbs')
+sys.path.insert(0, str(root))
+from eva_cam.data import find_local
+skip = {'slow'} if (os.environ.get('EVA_CAM_DATA') or find_local()) else {'slow', 'fulldata'}
+
+def flags(cell) -> set:
+    return {l[2:].strip().split()[0] for l in cell.source.splitlines() if l.startswith('#|') and l[2:].strip()}
+
+def run(path: Path):
+    nb = read_nb(path)
+    def no_eval(cell):
+        return cell.cell_type != 'code' or 'nbdev_export(' in cell.source or bool(flags(cell) & skip)
+    t0 = time.time()
+    sh = CaptureShell(path)
+    sh.run_all(nb, exc_stop=True, preproc=no_eval)
+    for i, c in enumerate(nb.cells):
+        if c.cell_type == 'code' and not no_eval(c): c.execution_count = None
+    write_nb(nb, path)
+    print(f"{path.name}: {time.time()-t0:.0f} s")
+
+for p in paths: run(p)
