@@ -21,6 +21,8 @@ if git rev-parse --git-dir >/dev/null 2>&1; then
   before=$(git status --porcelain)
   nbdev_export >/dev/null && [ "$(git status --porcelain)" = "$before" ] && pass "nbdev_export leaves no change" \
     || { fail "nbdev_export leaves no change"; git status --porcelain; git diff --stat; }
+
+  python tools/readme.py --check && pass "README.md is up to date with nbs/index.ipynb" || fail "README.md is up to date with nbs/index.ipynb"
 fi
 
 # 3. every notebook, one at a time so each counts

@@ -1,0 +1,41 @@
+"""The wheel a user installs: built from this checkout, it holds the package and the bundled sample,
+and installed into a fresh virtual environment it imports, answers `eva_cam --help` and writes a report.
+
+The fresh environment gets eva_cam only from the wheel (`pip install --no-deps`); its dependencies
+(torch and the rest) come from the environment running this test, through a path file, so the test
+needs no network and no second 5 GB copy of torch."""
+import subprocess, sys, sysconfig, venv, zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args, **kw):
+    r = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=900, **kw)
+    assert r.returncode == 0, f"{args} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return r.stdout
+
+
+def test_wheel_installs_and_runs(tmp_path):
+    run(sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w', tmp_path/'dist', ROOT)
+    wheels = list((tmp_path/'dist').glob('eva_cam-*-py3-none-any.whl'))
+    assert len(wheels) == 1, wheels
+    names = zipfile.ZipFile(wheels[0]).namelist()
+    for f in ('eva_cam/sample/cifar10-sample.tar.gz', 'eva_cam/data.py', 'eva_cam/gradcam.py', 'eva_cam/cli.py'):
+        assert f in names, f"{f} is missing from {wheels[0].name}"
+    assert wheels[0].stat().st_size < 3_000_000, wheels[0].stat().st_size
+
+    env = tmp_path/'venv'
+    venv.create(env, with_pip=True)
+    py, exe = env/'bin'/'python', env/'bin'/'eva_cam'
+    run(py, '-m', 'pip', 'install', '-q', '--no-deps', '--no-index', wheels[0])
+    site = Path(run(py, '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])').strip())
+    (site/'_deps_from_test_env.pth').write_text(sysconfig.get_paths()['purelib'] + '\n')
+
+    where = run(py, '-c', 'import eva_cam; print(eva_cam.__file__)', cwd=tmp_path).strip()
+    assert where.startswith(str(env)), f"eva_cam was imported from {where}, not from the wheel"
+    assert 'report' in run(exe, '--help', cwd=tmp_path)
+    run(exe, 'report', '--data', 'sample', '--epochs', '1', '--limit', '256', '--batch-size', '64', '--workers', '0',
+        '--out', tmp_path/'report', cwd=tmp_path)
+    page = (tmp_path/'report'/'report.html').read_text()
+    assert page.count('<img alt=') == 4 and 'Session 8 report' in page
