@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_cli.ipynb #18ba2cea
 from __future__ import annotations
-import argparse, sys
+import argparse, os, sys
 from pathlib import Path
 
 # %% auto #0
@@ -35,8 +35,8 @@ def cmd_train(a) -> int:
     "Train a recipe into the run folder `a.out`."
     from eva_cam.train import train_run
     h = train_run(recipe=a.recipe, data=a.data, out=a.out, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
-                  device=a.device, resume=a.resume, force=a.force, limit=a.limit, num_workers=a.workers)
-    print(f"{len(h)} epochs, final test accuracy {h.test_acc[-1]:.2%}, best {max(h.test_acc):.2%}; run files in {a.out}")
+                  device=a.device, resume=a.resume, force=a.force, limit=a.limit, num_workers=a.workers, sync_bn=a.sync_bn)
+    if os.environ.get('RANK', '0') == '0': print(f"{len(h)} epochs, final test accuracy {h.test_acc[-1]:.2%}, best {max(h.test_acc):.2%}; run files in {a.out}")
     return 0
 
 # %% ../nbs/06_cli.ipynb #deb6d0d6
@@ -99,6 +99,7 @@ def make_parser() -> argparse.ArgumentParser:
     t.add_argument('--out', required=True, help='run folder')
     t.add_argument('--resume', action='store_true', help='continue the run in --out from its checkpoint')
     t.add_argument('--force', action='store_true', help='replace the run in --out')
+    t.add_argument('--sync-bn', action='store_true', help='under torchrun on GPUs: BatchNorm statistics over all processes')
     t.set_defaults(func=cmd_train)
     f = sub.add_parser('lr-find', help='LR range test: plot and suggestions')
     _data_args(f)
@@ -130,3 +131,6 @@ def main(argv: list[str]|None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
         print(f"eva_cam {a.command}: error: {e}", file=sys.stderr)
         return 2
+
+if __name__ == '__main__' and '__file__' in globals():  # `python -m eva_cam.cli ...`, which is how torchrun starts it
+    sys.exit(main())

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 # %% auto #0
 __all__ = ['CLASSES', 'CIFAR10_MEAN', 'CIFAR10_STD', 'SAMPLE_PATH', 'LAYOUTS', 'TRANSFORMS', 'Cifar10', 'read_local',
@@ -238,7 +238,8 @@ def seed_worker(worker_id: int):
 
 def reseed(dl: DataLoader, seed: int, epoch: int = 0):
     "Make the next pass over `dl` depend only on `(seed, epoch)`: shuffle order and augmentation."
-    s = seed * 1000 + epoch
+    s = seed * 1000 + epoch + 10**6 * getattr(dl.sampler, 'rank', 0)  # each process of a distributed run augments differently
+    if isinstance(dl.sampler, DistributedSampler): dl.sampler.set_epoch(epoch)  # its shuffle order, the same in every process
     if dl.generator is not None: dl.generator.manual_seed(s)
     if dl.num_workers == 0 and getattr(dl.dataset, 'tfm', None) is not None: dl.dataset.tfm.set_random_seed(s)
 
@@ -255,18 +256,27 @@ def get_dataloaders(data: Cifar10, # the images, from `load_cifar10`
                     seed: int = 0, # seeds shuffling and augmentation
                     device: str|torch.device = 'cpu', # where batches go; pin_memory only for CUDA
                     limit: int|None = None, # use only the first `limit` training and test images (quick runs)
+                    rank: int = 0, # this process's number in a distributed run (chapter 07)
+                    world_size: int = 1, # processes in the run: each takes `batch_size // world_size` images per step
                    ) -> tuple[DataLoader, DataLoader]:
-    "Training (shuffled, augmented) and test DataLoaders for `data`."
+    "Training (shuffled, augmented) and test DataLoaders for `data` (this process's share of them in a distributed run)."
     if batch_size < 1: raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
+    if not 0 <= rank < world_size: raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}.")
+    if batch_size % world_size: raise ValueError(f"batch_size {batch_size} must be a multiple of the {world_size} processes (each takes an equal share).")
     train_tfm, test_tfm = get_transforms(tfms, cutout=16)
     nw = default_workers() if num_workers is None else num_workers
     pin = torch.device(device).type == 'cuda'
     sl = slice(None, limit)
     common = dict(num_workers=nw, pin_memory=pin, worker_init_fn=seed_worker, persistent_workers=False)
-    train_dl = DataLoader(CifarDataset(data.x_train[sl], data.y_train[sl], train_tfm), batch_size=batch_size,
-                          shuffle=True, drop_last=False, generator=torch.Generator().manual_seed(seed), **common)
-    test_dl = DataLoader(CifarDataset(data.x_test[sl], data.y_test[sl], test_tfm),
-                         batch_size=test_batch_size or 2*batch_size, shuffle=False, **common)
+    train_ds = CifarDataset(data.x_train[sl], data.y_train[sl], train_tfm)
+    test_ds = CifarDataset(data.x_test[sl], data.y_test[sl], test_tfm)
+    # One process: shuffle everything. Several: the DistributedSampler gives each process its own slice of one
+    # shared shuffle, and each tests on every world_size-th image, so each test image is counted exactly once.
+    shard = DistributedSampler(train_ds, world_size, rank, shuffle=True, seed=seed) if world_size > 1 else None
+    if world_size > 1: test_ds = Subset(test_ds, range(rank, len(test_ds), world_size))
+    train_dl = DataLoader(train_ds, batch_size=batch_size // world_size, shuffle=shard is None, sampler=shard,
+                          drop_last=False, generator=torch.Generator().manual_seed(seed), **common)
+    test_dl = DataLoader(test_ds, batch_size=test_batch_size or 2*batch_size, shuffle=False, **common)
     reseed(train_dl, seed, 0)
     return train_dl, test_dl
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .data import CIFAR10_MEAN, CIFAR10_STD, CLASSES, denormalize
+from .train import unwrap
 
 # %% auto #0
 __all__ = ['CAM_METHODS', 'cam_layers', 'CamHooks', 'gradcam_weights', 'layercam_weights', 'cam_from', 'scale_cam', 'gradcam',
@@ -171,6 +172,7 @@ def gradcam(model: nn.Module, # any CNN classifier returning logits (N, classes)
             method: str = 'gradcam', # how channels are weighted: 'gradcam' or 'layercam'
            ) -> torch.Tensor|dict:
     "Grad-CAM maps `(N, H, W)` for `x`, or a dict name -> maps when `layer` is a list."
+    model = unwrap(model)  # a model trained with DistributedDataParallel: its layers are the inner model's
     _check_input(model, x)
     names = _check_layers(model, layer)
     t = _check_targets(targets, len(x))

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from .train import _atomic_write, _rng_state, _set_rng_state, autocast, get_device, grad_scaler, resolve_precision
+from .train import _atomic_write, _rng_state, _set_rng_state, autocast, get_device, grad_scaler, resolve_precision, unwrap
 
 # %% auto #0
 __all__ = ['STEP_MODES', 'MIN_POINTS', 'SUGGESTIONS', 'DEFAULT_SUGGESTION', 'lr_schedule', 'smooth_losses', 'preserved_state',
@@ -262,6 +262,7 @@ def lr_find(model: nn.Module, # the model to test; it is left exactly as it was
            ) -> LRFindResult:
     "The learning-rate range test: train `num_iter` steps at growing rates, restore everything, suggest rates."
     lrs = lr_schedule(start_lr, end_lr, num_iter, step_mode)
+    model = unwrap(model)  # never step a DistributedDataParallel model alone: its forward waits for the other processes
     _check_args(model, train_dl, optimizer, num_iter, smooth_f, diverge_th, val_dl, accumulation_steps, skip_start, skip_end)
     dev = _model_device(model) if device is None else get_device(device)
     prec = resolve_precision(precision, dev)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_train.ipynb #88d273e9
 from __future__ import annotations
-import contextlib, datetime, json, math, os, platform, random, shutil, subprocess, tempfile, time
+import contextlib, datetime, json, math, os, platform, random, subprocess, tempfile, time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import CosineAnnealingLR, OneCycleLR, ReduceLROnPlateau, StepLR
 from tqdm.auto import tqdm
 
@@ -21,7 +23,7 @@ from .resnet import BasicBlock, ResNet18, ResNet34
 
 # %% auto #0
 __all__ = ['DEVICES', 'PRECISIONS', 'OPTIMIZERS', 'SCHEDULERS', 'RECIPES', 'REPORTED_ACCURACY', 'MODELS', 'RUN_FILES',
-           'get_device', 'resolve_precision', 'autocast', 'grad_scaler', 'set_seed', 'train_epoch', 'predict',
+           'get_device', 'resolve_precision', 'autocast', 'grad_scaler', 'set_seed', 'unwrap', 'train_epoch', 'predict',
            'evaluate', 'History', 'plot_history', 'make_optimizer', 'make_scheduler', 'get_recipe', 'make_model',
            'save_checkpoint', 'load_checkpoint', 'checkpoint_model', 'fit', 'train_run', 'Misclassified',
            'get_misclassified', 'confusion_matrix', 'per_class_accuracy', 'plot_confusion_matrix', 'plot_misclassified']
@@ -70,6 +72,31 @@ def set_seed(seed: int = 0):
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
+# %% ../nbs/02_train.ipynb #10abe024
+def unwrap(model: nn.Module) -> nn.Module:
+    "The model inside a `DistributedDataParallel` (or `DataParallel`) wrapper; any other model as it is."
+    return model.module if isinstance(model, (DistributedDataParallel, nn.DataParallel)) else model
+
+def _distributed() -> bool:
+    "Whether this process belongs to an initialised `torch.distributed` process group."
+    return dist.is_available() and dist.is_initialized()
+
+def _is_main() -> bool:
+    "Whether this process writes files and prints: always in one process, rank 0 in several."
+    return not _distributed() or dist.get_rank() == 0
+
+def _sum_over_ranks(values: list[float], device: torch.device) -> list[float]:
+    "Each number summed over all processes (the numbers themselves in one process)."
+    if not _distributed(): return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=device if dist.get_backend() == 'nccl' else 'cpu')
+    dist.all_reduce(t)
+    return t.tolist()
+
+def _sync_buffers(model: nn.Module):
+    "Copy rank 0's buffers (BatchNorm running statistics) to every process, so all hold the same model."
+    if _distributed():
+        for b in model.buffers(): dist.broadcast(b, 0)
+
 # %% ../nbs/02_train.ipynb #3894faef
 def _place(model: nn.Module, device: torch.device) -> nn.Module:
     "Move `model` to `device`; on CUDA also to the channels_last memory format."
@@ -106,7 +133,7 @@ def train_epoch(model: nn.Module, dl, optimizer: torch.optim.Optimizer,
     _place(model, device).train()
     total, correct, n = torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long), 0
     try:
-        bar = tqdm(dl, desc=epoch_desc, leave=False)
+        bar = tqdm(dl, desc=epoch_desc, leave=False, disable=not _is_main())
         for i, (xb, yb) in enumerate(bar):
             xb, yb = _to_device(xb, yb, device)
             with autocast(device, precision):
@@ -122,7 +149,8 @@ def train_epoch(model: nn.Module, dl, optimizer: torch.optim.Optimizer,
                 bar.set_postfix(loss=f'{running:.3f}', acc=f'{correct.item()/n:.3f}')
     finally: model.train(was_training)
     if n == 0: raise ValueError("The training DataLoader gave no batches.")
-    return total.item() / n, correct.item() / n
+    total, correct, n = _sum_over_ranks([total.item(), correct.item(), n], device)  # all processes' batches
+    return total / n, correct / n
 
 # %% ../nbs/02_train.ipynb #48fa357f
 @torch.inference_mode()
@@ -147,10 +175,13 @@ def predict(model: nn.Module, dl, device: str|torch.device|None = None, precisio
 def evaluate(model: nn.Module, dl, criterion: nn.Module|None = None, # default nn.CrossEntropyLoss()
              device: str|torch.device|None = None, precision: str = 'auto', tta: bool = False,
             ) -> tuple[float, float]:
-    "Mean loss and accuracy of `model` over `dl`."
+    "Mean loss and accuracy of `model` over `dl` (over every process's share of it in a distributed run)."
     logits, labels = predict(model, dl, device, precision, tta)
-    loss = (criterion or nn.CrossEntropyLoss())(logits, labels).item()
-    return loss, (logits.argmax(1) == labels).float().mean().item()
+    loss = (criterion or nn.CrossEntropyLoss())(logits, labels).item() if len(labels) else 0.0
+    if not _distributed(): return loss, (logits.argmax(1) == labels).float().mean().item()
+    loss_sum, correct, n = _sum_over_ranks([loss * len(labels), (logits.argmax(1) == labels).sum().item(), len(labels)],
+                                           get_device(device))
+    return loss_sum / n, correct / n
 
 # %% ../nbs/02_train.ipynb #612cd7a0
 def _atomic_write(path: str|Path, write):
@@ -258,7 +289,7 @@ RECIPES = {
            'scheduler': 'step', 'scheduler_kw': {'step_size': 10, 'gamma': 1/3}, 'tfms': 's9'},
     's10': {**_BASE, 'epochs': 25, 'lr': 'find', 'scheduler': 'plateau', 'tfms': 's10'},
     'fast': {**_BASE, 'epochs': 15, 'nesterov': True, 'weight_decay': 5e-4, 'lr': 0.1, 'scheduler': 'onecycle',
-             'scheduler_kw': {'pct_start': 0.2}, 'label_smoothing': 0.1},
+             'scheduler_kw': {'pct_start': 0.2}, 'label_smoothing': 0.1, 'zero_init_residual': True},
 }
 REPORTED_ACCURACY = {'s8': 0.8361, 's9': 0.8751, 's10': 0.8851, 'fast': None}  # as the authors reported it
 MODELS = {'resnet18': ResNet18, 'resnet34': ResNet34}
@@ -334,7 +365,7 @@ def save_checkpoint(path: str|Path, model: nn.Module, optimizer=None, scheduler=
                     history: History|dict|None = None, config: dict|None = None):
     "Save everything needed to resume training, atomically, loadable with `weights_only=True`."
     history = asdict(history) if isinstance(history, History) else (history or {})
-    ckpt = {'model': model.state_dict(),
+    ckpt = {'model': unwrap(model).state_dict(),
             'optimizer': optimizer.state_dict() if optimizer is not None else None,
             'scheduler': scheduler.state_dict() if scheduler is not None else None,
             'scheduler_type': type(scheduler).__name__ if scheduler is not None else None,
@@ -368,6 +399,7 @@ def load_checkpoint(path: str|Path, model: nn.Module|None = None, optimizer=None
                    ) -> dict:
     "Read a checkpoint and load its states into the objects given; returns the checkpoint dict."
     ckpt = _read_checkpoint(path)
+    model = unwrap(model) if model is not None else None
     if model is not None: _check_model_matches(model, ckpt['model'], path)
     if optimizer is not None:
         if ckpt['optimizer'] is None: raise ValueError(f"The checkpoint {path} holds no optimizer state.")
@@ -401,9 +433,6 @@ def _step_epoch_scheduler(scheduler, test_loss: float):
     if isinstance(scheduler, ReduceLROnPlateau): scheduler.step(test_loss)
     else: scheduler.step()
 
-def _copy_atomic(src: Path, dst: Path):
-    _atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
-
 def _epoch_line(epoch: int, epochs: int, h: History) -> str:
     return (f"epoch {epoch:3d}/{epochs}  train loss {h.train_loss[-1]:.4f} acc {h.train_acc[-1]:6.2%}  "
             f"test loss {h.test_loss[-1]:.4f} acc {h.test_acc[-1]:6.2%}  lr {h.lr[-1]:.2e}  {h.seconds[-1]:.1f} s")
@@ -421,7 +450,7 @@ def fit(model: nn.Module, train_dl, test_dl,
         verbose: bool = True, # print one line per epoch
         use_compile: bool = False, # run the steps through `torch.compile(model)` (checkpoints still hold `model`'s own weights)
        ) -> History:
-    "Train for `epochs`, evaluating and checkpointing after each; returns the History."
+    "Train for `epochs`, evaluating and checkpointing after each; returns the History. In a distributed run (chapter 07) each process calls it with the plain model."
     if not (isinstance(epochs, int) and epochs > 0): raise ValueError(f"epochs must be a positive integer, got {epochs!r}.")
     if resume and out is None: raise ValueError("resume=True needs the run folder `out` that holds checkpoint.pt.")
     device = get_device(device); precision = resolve_precision(precision, device)
@@ -432,16 +461,22 @@ def fit(model: nn.Module, train_dl, test_dl,
     if resume:
         ckpt = load_checkpoint(out/'checkpoint.pt', model, optimizer, scheduler, scaler, restore_rng=True)
         history, start = History(**ckpt['history']), ckpt['epoch']
-    if out is not None: out.mkdir(parents=True, exist_ok=True)
+    writes = out is not None and _is_main()  # in a distributed run only rank 0 writes files
+    if writes:
+        out.mkdir(parents=True, exist_ok=True)
+        for f in ('checkpoint.pt', 'best.pt', 'history.json'):  # temporary files of a run killed while writing one
+            for t in out.glob(f'.{f}.*.tmp'): t.unlink()
     best = max(history.test_acc, default=-1.0)
-    step_model = torch.compile(model) if use_compile else model  # shares model's parameters
+    step_model = DistributedDataParallel(model) if _distributed() else model  # averages gradients between processes
+    step_model = torch.compile(step_model) if use_compile else step_model  # both share model's parameters
     for epoch in range(start, epochs):
         reseed(train_dl, seed, epoch)
         t0, lr = time.perf_counter(), optimizer.param_groups[0]['lr']
         try:
             train_loss, train_acc = train_epoch(step_model, train_dl, optimizer, criterion, device, precision, scaler, scheduler,
                                                 epoch_desc=f'epoch {epoch+1}/{epochs}')
-            test_loss, test_acc = evaluate(step_model, test_dl, None, device, precision)
+            _sync_buffers(model)  # every process now holds rank 0's model, the one the checkpoint saves
+            test_loss, test_acc = evaluate(model if _distributed() else step_model, test_dl, None, device, precision)
             _check_finite(test_loss, f"on the test set after epoch {epoch+1}")
         except FloatingPointError as e:
             kept = f" The last good checkpoint, {out/'checkpoint.pt'} (epoch {epoch}), is kept." if out is not None and epoch > 0 else ""
@@ -449,11 +484,12 @@ def fit(model: nn.Module, train_dl, test_dl,
         _step_epoch_scheduler(scheduler, test_loss)
         history.append(train_loss=train_loss, train_acc=train_acc, test_loss=test_loss, test_acc=test_acc,
                        lr=lr, seconds=time.perf_counter() - t0)
-        if verbose: print(_epoch_line(epoch + 1, epochs, history))
-        if out is not None:
-            save_checkpoint(out/'checkpoint.pt', model, optimizer, scheduler, scaler, epoch + 1, history, config)
+        if verbose and _is_main(): print(_epoch_line(epoch + 1, epochs, history))
+        if writes:  # best.pt first: a run killed between the two files resumes to the same best.pt
+            ckpt = (model, optimizer, scheduler, scaler, epoch + 1, history, config)
+            if test_acc > best: save_checkpoint(out/'best.pt', *ckpt)
+            save_checkpoint(out/'checkpoint.pt', *ckpt)
             history.save(out/'history.json')
-            if test_acc > best: _copy_atomic(out/'checkpoint.pt', out/'best.pt')
         best = max(best, test_acc)
     return history
 
@@ -514,6 +550,7 @@ def train_run(recipe: str = 'fast', # one of RECIPES
               force: bool = False, # replace the run already in `out`
               limit: int|None = None, # train and test on only the first `limit` images of each split (quick runs)
               num_workers: int|None = None, # DataLoader workers; default eva_cam.data.default_workers()
+              sync_bn: bool = False, # distributed runs on GPUs: BatchNorm statistics over the global batch (SyncBatchNorm)
               **overrides, # any other recipe key, e.g. scheduler='cosine', label_smoothing=0.0
              ) -> History:
     "Train a recipe end to end and write checkpoint.pt, best.pt, history.json, metrics.json and curves.png to `out`."
@@ -522,43 +559,70 @@ def train_run(recipe: str = 'fast', # one of RECIPES
     dev = get_device(device)
     if limit is not None and not (isinstance(limit, int) and limit > 0): raise ValueError(f"limit must be a positive integer or None, got {limit!r}.")
     if num_workers is not None and not (isinstance(num_workers, int) and num_workers >= 0): raise ValueError(f"num_workers must be an integer >= 0, got {num_workers!r}.")
+    if sync_bn and dev.type != 'cuda': raise ValueError(f"sync_bn=True needs CUDA devices (PyTorch's SyncBatchNorm does not run on {dev.type}).")
     out = Path(out) if out is not None else Path('runs')/recipe
     _check_run_folder(out, resume, force)
-    data = data if isinstance(data, Cifar10) else load_cifar10(data)
-    cfg = _run_config(recipe, data, limit, overrides)
-    if resume:
-        old = _read_checkpoint(out/'checkpoint.pt')['config']
-        diff = sorted(k for k in set(cfg) | set(old) if cfg.get(k) != old.get(k))
-        if diff: raise ValueError(f"Cannot resume {out}: the run was made with other settings "
-                                  f"({', '.join(f'{k}={old.get(k)!r} there, {cfg.get(k)!r} now' for k in diff)}).")
-    return _train_run(cfg, data, out, dev, resume, force, num_workers)
+    session = contextlib.nullcontext(dev)
+    if _torchrun_world_size() > 1 and not _distributed():
+        from eva_cam.distributed import distributed_session  # chapter 07, imported only when torchrun started us
+        session = distributed_session(dev, out)
+    with session as dev:
+        data = data if isinstance(data, Cifar10) else _load_in_turn(data)
+        cfg = _run_config(recipe, data, limit, overrides)
+        if resume:
+            old = _read_checkpoint(out/'checkpoint.pt')['config']
+            diff = sorted(k for k in set(cfg) | set(old) if cfg.get(k) != old.get(k))
+            if diff: raise ValueError(f"Cannot resume {out}: the run was made with other settings "
+                                      f"({', '.join(f'{k}={old.get(k)!r} there, {cfg.get(k)!r} now' for k in diff)}).")
+        return _train_run(cfg, data, out, dev, resume, force, num_workers, sync_bn)
+
+def _load_in_turn(source) -> Cifar10:
+    "`load_cifar10(source)`; in a distributed run rank 0 first (it may download and cache), then the others."
+    if not _distributed(): return load_cifar10(source)
+    if _is_main(): data = load_cifar10(source)
+    dist.barrier()
+    return data if _is_main() else load_cifar10(source)
+
+def _torchrun_world_size() -> int:
+    "The number of processes torchrun started (1 when it did not start this one)."
+    n = os.environ.get('WORLD_SIZE', '1')
+    if not n.isdigit() or int(n) < 1: raise ValueError(f"The environment variable WORLD_SIZE={n!r} is not a positive integer.")
+    return int(n)
 
 # %% ../nbs/02_train.ipynb #5e94298d
-def _train_run(cfg: dict, data: Cifar10, out: Path, device: torch.device, resume: bool, force: bool, num_workers):
-    "Build everything from a checked config, fit, and write the run folder."
-    set_seed(cfg['seed'])
+def _train_run(cfg: dict, data: Cifar10, out: Path, device: torch.device, resume: bool, force: bool, num_workers,
+               sync_bn: bool = False):
+    "Build everything from a checked config, fit, and write the run folder (only rank 0 writes in a distributed run)."
+    set_seed(cfg['seed'])  # the same first weights in every process
     model = make_model(cfg['model'], len(data.classes), cfg['zero_init_residual'])
+    rank, world = (dist.get_rank(), dist.get_world_size()) if _distributed() else (0, 1)
     train_dl, test_dl = get_dataloaders(data, cfg['tfms'], cfg['batch_size'], num_workers=num_workers, seed=cfg['seed'],
-                                        device=device, limit=cfg['limit'])
+                                        device=device, limit=cfg['limit'], rank=rank, world_size=world)
     find = cfg['lr'] == 'find'
     opt = make_optimizer(model, cfg['optimizer'], 1.0 if find else cfg['lr'], cfg['momentum'], cfg['nesterov'],
                          cfg['weight_decay'], cfg['wd_on_bn_bias'])
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg['label_smoothing'])
-    if force:
+    if force and _is_main():
         for f in RUN_FILES: (out/f).unlink(missing_ok=True)
-    if find and not resume: _find_lr(model, train_dl, opt, criterion, device, cfg, out)  # a resumed run restores its lr
+    if find and not resume:  # a resumed run restores its lr; in a distributed run rank 0 tests and tells the others
+        lr = _sum_over_ranks([_find_lr(model, train_dl, opt, criterion, device, cfg, out) if _is_main() else 0.0], device)[0]
+        for g in opt.param_groups: g['lr'] = lr
+    if sync_bn and world > 1: model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # keeps the same parameters
     sched = make_scheduler(opt, cfg['scheduler'], cfg['epochs'], len(train_dl), **cfg['scheduler_kw'])
     hist = fit(model, train_dl, test_dl, cfg['epochs'], opt, sched, criterion, device, cfg['precision'], out,
                cfg['seed'], resume, cfg, use_compile=cfg['compile'])
     tta_loss, tta_acc = evaluate(model, test_dl, None, device, cfg['precision'], tta=True)
-    _write_metrics(out, hist, cfg, device, tta_acc, data, len(train_dl.dataset), len(test_dl.dataset))
+    if not _is_main(): return hist
+    n_test = len(data.x_test[:cfg['limit']])
+    _write_metrics(out, hist, cfg, device, tta_acc, data, len(train_dl.dataset), n_test, world)
     fig = plot_history(hist, title=f"{cfg['recipe']} on {cfg['data']}")
     _atomic_write(out/'curves.png', lambda tmp: fig.savefig(tmp, dpi=100, format='png'))
     plt.close(fig)
     return hist
 
 # %% ../nbs/02_train.ipynb #2acdb1f7
-def _write_metrics(out: Path, h: History, cfg: dict, device: torch.device, tta_acc: float, data: Cifar10, n_train: int, n_test: int):
+def _write_metrics(out: Path, h: History, cfg: dict, device: torch.device, tta_acc: float, data: Cifar10, n_train: int, n_test: int,
+                   processes: int = 1):
     "metrics.json: the numbers a report quotes, and the evidence of how they were made."
     best = int(np.argmax(h.test_acc))
     m = {'final_test_acc': h.test_acc[-1], 'best_test_acc': h.test_acc[best], 'best_epoch': best + 1,
@@ -567,7 +631,7 @@ def _write_metrics(out: Path, h: History, cfg: dict, device: torch.device, tta_a
          'device': str(device), 'device_name': _device_name(device), 'precision': resolve_precision(cfg['precision'], device),
          'torch_version': torch.__version__, 'python_version': platform.python_version(),
          'recipe': cfg['recipe'], 'reported_acc': REPORTED_ACCURACY.get(cfg['recipe']), 'config': cfg,
-         'data_source': data.source, 'train_images': n_train, 'test_images': n_test,
+         'data_source': data.source, 'train_images': n_train, 'test_images': n_test, 'processes': processes,
          'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'), 'git_commit': _git_commit()}
     _atomic_write(out/'metrics.json', lambda tmp: Path(tmp).write_text(json.dumps(m, indent=1)))
     return m
