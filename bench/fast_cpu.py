@@ -76,6 +76,7 @@ def main():
     if not a.read_only:
         from eva_cam.train import train_run
         train_run('fast', data=a.data, out=run, epochs=a.epochs, resume=a.resume)
+        if os.environ.get('RANK', '0') != '0': return  # under torchrun, process 0 writes the record
     rec = evidence(run)
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
     Path(a.json).write_text(json.dumps(rec, indent=1) + '\n')

@@ -273,6 +273,8 @@ def get_dataloaders(data: Cifar10, # the images, from `load_cifar10`
     # One process: shuffle everything. Several: the DistributedSampler gives each process its own slice of one
     # shared shuffle, and each tests on every world_size-th image, so each test image is counted exactly once.
     shard = DistributedSampler(train_ds, world_size, rank, shuffle=True, seed=seed) if world_size > 1 else None
+    if world_size > min(len(train_ds), len(test_ds)):
+        raise ValueError(f"{world_size} processes need at least {world_size} training and test images, got {len(train_ds)} and {len(test_ds)}.")
     if world_size > 1: test_ds = Subset(test_ds, range(rank, len(test_ds), world_size))
     train_dl = DataLoader(train_ds, batch_size=batch_size // world_size, shuffle=shard is None, sampler=shard,
                           drop_last=False, generator=torch.Generator().manual_seed(seed), **common)

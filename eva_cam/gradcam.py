@@ -28,6 +28,7 @@ __all__ = ['CAM_METHODS', 'cam_layers', 'CamHooks', 'gradcam_weights', 'layercam
 def cam_layers(model: nn.Module, input_size: tuple = (1, 3, 32, 32), # the shape of one input batch
               ) -> dict:
     "Name -> `(C, h, w)` of every `Conv2d` and every block containing one, in the order of `named_modules`."
+    model = unwrap(model)
     wanted = [n for n, m in model.named_modules() if n and (isinstance(m, nn.Conv2d) or
               (any(True for _ in m.children()) and any(isinstance(c, nn.Conv2d) for c in m.modules())))]
     shapes, handles = {}, []
@@ -225,6 +226,7 @@ def plot_gradcam_misclassified(model: nn.Module,
                                layer: str = 'layer3', classes: tuple = CLASSES,
                                alpha: float = 0.5, mean: tuple = CIFAR10_MEAN, std: tuple = CIFAR10_STD) -> plt.Figure:
     "For each misclassified image: the original, the map for the predicted class and the map for the true class."
+    model = unwrap(model)
     xs, ys, preds = mistakes.images, mistakes.true.long(), mistakes.pred.long()
     if len(xs) == 0: raise ValueError("There are no misclassified images to show (the model got every image right).")
     _check_layers(model, layer)
@@ -256,6 +258,7 @@ class GradCamExplorer:
                  classes: tuple = CLASSES, mean: tuple = CIFAR10_MEAN, std: tuple = CIFAR10_STD,
                  size: int = 160): # displayed size of each picture, in pixels
         if len(labels) != len(images): raise ValueError(f"{len(images)} images but {len(labels)} labels.")
+        model = unwrap(model)
         self.model, self.images, self.labels = model, images.detach().cpu(), [int(l) for l in labels]
         self.classes, self.mean, self.std, self.size = classes, mean, std, size
         self.layers = cam_layers(model, (1, *self.images.shape[1:]))  # name -> (C, h, w)
@@ -338,6 +341,7 @@ def explain_image(model: nn.Module, image_path: str|Path,
                   size: int = 32, # the input size of the model
                  ) -> list:
     "Explain one image file with Grad-CAM, write the figure to `out`, and return the top-3 `(class, probability)`."
+    model = unwrap(model)
     image_path = Path(image_path)
     if not image_path.is_file(): raise FileNotFoundError(f"No image at {image_path}.")
     def index(c):

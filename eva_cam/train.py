@@ -590,6 +590,20 @@ def _torchrun_world_size() -> int:
     return int(n)
 
 # %% ../nbs/02_train.ipynb #5e94298d
+def _set_found_lr(model, train_dl, data, opt, criterion, device, cfg: dict, out: Path, num_workers):
+    "Run the LR finder (on process 0 only, with the whole global batch) and give every process its suggestion."
+    lr, err = 0.0, None
+    if _is_main():
+        if train_dl is None:  # a distributed run: rank 0 tests single-process batches, so N processes find what one finds
+            train_dl = get_dataloaders(data, cfg['tfms'], cfg['batch_size'], num_workers=num_workers, seed=cfg['seed'],
+                                       device=device, limit=cfg['limit'])[0]
+        try: lr = _find_lr(model, train_dl, opt, criterion, device, cfg, out)
+        except Exception as e: lr, err = -1.0, e  # tell the others before raising, so that none waits for ever
+    lr = _sum_over_ranks([lr], device)[0]  # process 0's number (the others add 0)
+    if err is not None: raise err
+    if lr < 0: raise RuntimeError("The LR finder failed on process 0 (its own error says why), so every process stops.")
+    for g in opt.param_groups: g['lr'] = lr
+
 def _train_run(cfg: dict, data: Cifar10, out: Path, device: torch.device, resume: bool, force: bool, num_workers,
                sync_bn: bool = False):
     "Build everything from a checked config, fit, and write the run folder (only rank 0 writes in a distributed run)."
@@ -605,8 +619,7 @@ def _train_run(cfg: dict, data: Cifar10, out: Path, device: torch.device, resume
     if force and _is_main():
         for f in RUN_FILES: (out/f).unlink(missing_ok=True)
     if find and not resume:  # a resumed run restores its lr; in a distributed run rank 0 tests and tells the others
-        lr = _sum_over_ranks([_find_lr(model, train_dl, opt, criterion, device, cfg, out) if _is_main() else 0.0], device)[0]
-        for g in opt.param_groups: g['lr'] = lr
+        _set_found_lr(model, train_dl if world == 1 else None, data, opt, criterion, device, cfg, out, num_workers)
     if sync_bn and world > 1: model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # keeps the same parameters
     sched = make_scheduler(opt, cfg['scheduler'], cfg['epochs'], len(train_dl), **cfg['scheduler_kw'])
     hist = fit(model, train_dl, test_dl, cfg['epochs'], opt, sched, criterion, device, cfg['precision'], out,
