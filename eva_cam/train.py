@@ -529,14 +529,13 @@ def _run_config(recipe: str, data: Cifar10, limit: int|None, overrides: dict) ->
 
 # %% ../nbs/02_train.ipynb #434d704f
 def _find_lr(model, train_dl, opt, criterion, device, cfg: dict, out: Path) -> float:
-    "Set `opt`'s learning rate to the LR finder's suggestion, writing its plot and curve into `out`."
+    "The LR finder's suggested learning rate (`_set_found_lr` gives it to `opt`), writing its plot and curve into `out`."
     from eva_cam.lrfinder import lr_find_to_dir  # chapter 03 builds on this chapter, so it is imported when needed
     res = lr_find_to_dir(model, train_dl, out, optimizer=opt, criterion=criterion, device=device,
                          precision=cfg['precision'], num_iter=cfg['lr_find_iter'])
     if res.suggestion is None:
         raise ValueError(f"The LR range test found no learning rate to suggest (its loss diverged within "
                          f"{len(res.lrs)} steps; see {out/'lr_find.png'}): give the recipe a number for lr.")
-    for g in opt.param_groups: g['lr'] = res.suggestion
     print(f"LR finder: training with lr {res.suggestion:.3g}")
     return res.suggestion
 
