@@ -10,9 +10,10 @@ within 8) are met by this run.
     python bench/fast_cpu.py --data ../shared/data/cifar10-jpeg.tar.gz --out runs/fast15 --resume    # after a stop
     python bench/fast_cpu.py --out runs/fast15 --read-only     # only write the JSON from the run folder (finished or not)
     python bench/fast_cpu.py --data ... --out runs/fast8 --epochs 8 --json bench/results/fast8-cpu.json
+    python bench/fast_cpu.py --data ... --out runs/fast15-nocut --set cutout=0 --json bench/results/fast15-nocut-cpu.json
 """
 from __future__ import annotations
-import argparse, datetime, json, os, platform
+import argparse, ast, datetime, json, os, platform
 from pathlib import Path
 
 TARGETS = {15: 0.93, 8: 0.90}  # epochs -> test accuracy the issue asks for within that many epochs
@@ -29,7 +30,15 @@ def progress(run: Path) -> dict:
             'seconds_per_epoch': h['seconds'], 'train_acc_per_epoch': h['train_acc'], 'lr_per_epoch': h['lr'],
             'recipe_as_run': cfg, 'cpu_count': os.cpu_count(), 'device_name': _cpu_name(),
             'json_written': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-            'resume_with': f"python bench/fast_cpu.py --data {cfg['data']} --out {run} --resume"}
+            'resume_with': f"python bench/fast_cpu.py --data {cfg['data']} --out {run} --resume{_changes(cfg)}"}
+
+
+def _changes(cfg: dict) -> str:
+    "The command-line options that give a run the settings of `cfg` where they differ from its recipe."
+    from eva_cam.train import get_recipe
+    base = get_recipe(cfg['recipe'])
+    opts = [f" --epochs {cfg['epochs']}"] if cfg['epochs'] != base['epochs'] else []
+    return ''.join(opts + [f" --set {k}={cfg[k]!r}" for k in base if k != 'epochs' and cfg.get(k) != base[k]])
 
 
 def _cpu_name() -> str:
@@ -71,11 +80,19 @@ def main():
     p.add_argument('--resume', action='store_true', help='continue the run in --out')
     p.add_argument('--read-only', action='store_true', help='do not train: only write the JSON from --out')
     p.add_argument('--json', default='bench/results/fast-cpu.json', help='where to write the record')
+    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                   help="change one recipe key for this run, e.g. --set cutout=0 (a Python literal; repeatable)")
     a = p.parse_args()
+    overrides = {}
+    for kv in a.set:
+        key, sep, value = kv.partition('=')
+        if not sep: p.error(f"--set needs KEY=VALUE, got {kv!r}")
+        try: overrides[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError): p.error(f"--set {kv}: {value!r} is not a Python literal (e.g. 0, 0.2, True, 'sgd')")
     run = Path(a.out)
     if not a.read_only:
         from eva_cam.train import train_run
-        train_run('fast', data=a.data, out=run, epochs=a.epochs, resume=a.resume)
+        train_run('fast', data=a.data, out=run, epochs=a.epochs, resume=a.resume, **overrides)
         if os.environ.get('RANK', '0') != '0': return  # under torchrun, process 0 writes the record
     rec = evidence(run)
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)

@@ -50,7 +50,7 @@ def cmd_lr_find(a) -> int:
     if a.end_lr <= a.start_lr: raise ValueError(f"--end-lr ({a.end_lr}) must be larger than --start-lr ({a.start_lr}).")
     data = load_cifar10(a.data)
     train_dl, _ = get_dataloaders(data, cfg['tfms'], cfg['batch_size'], num_workers=a.workers, seed=cfg['seed'],
-                                  device=device, limit=a.limit)
+                                  device=device, limit=a.limit, cutout=cfg['cutout'])
     model = make_model(cfg['model'], zero_init_residual=cfg['zero_init_residual'])
     res = lr_find_to_dir(model, train_dl, a.out, start_lr=a.start_lr, end_lr=a.end_lr, num_iter=a.num_iter,
                          device=device, precision=cfg['precision'])

@@ -204,15 +204,18 @@ def _cutout(size: int, mean: tuple, p: float = 0.5):
 
 def get_transforms(name: str = 'standard', # one of TRANSFORMS
                    mean: tuple = CIFAR10_MEAN, std: tuple = CIFAR10_STD,
-                   cutout: int = 16, # side of the cutout hole in pixels, for 's10' and 'standard'
+                   cutout: int = 16, # side of the cutout hole in pixels, for 's10' and 'standard'; 0 leaves it out
                   ) -> tuple[A.Compose, A.Compose]:
     "The train and test Albumentations pipelines of the recipe `name`."
     if name not in TRANSFORMS: raise ValueError(f"Unknown transforms {name!r}: expected one of {TRANSFORMS}.")
+    if not (isinstance(cutout, int) and not isinstance(cutout, bool) and 0 <= cutout <= 32):
+        raise ValueError(f"cutout must be the side of the hole in pixels, an integer from 0 (no cutout) to 32, got {cutout!r}.")
     norm = [A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()]
+    hole = [_cutout(cutout, mean)] if cutout else []
     aug = {'s9': [A.HorizontalFlip()],
-           's10': [A.HorizontalFlip(), _cutout(cutout, mean)],
+           's10': [A.HorizontalFlip(), *hole],
            'standard': [A.PadIfNeeded(40, 40, border_mode=cv2.BORDER_REFLECT_101), A.RandomCrop(32, 32),
-                        A.HorizontalFlip(), _cutout(cutout, mean)],
+                        A.HorizontalFlip(), *hole],
            'none': []}[name]
     return A.Compose(aug + norm), A.Compose(norm)
 
@@ -258,12 +261,13 @@ def get_dataloaders(data: Cifar10, # the images, from `load_cifar10`
                     limit: int|None = None, # use only the first `limit` training and test images (quick runs)
                     rank: int = 0, # this process's number in a distributed run (chapter 07)
                     world_size: int = 1, # processes in the run: each takes `batch_size // world_size` images per step
+                    cutout: int = 16, # side of the cutout hole of `tfms`, see `get_transforms`; 0 leaves it out
                    ) -> tuple[DataLoader, DataLoader]:
     "Training (shuffled, augmented) and test DataLoaders for `data` (this process's share of them in a distributed run)."
     if batch_size < 1: raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
     if not 0 <= rank < world_size: raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}.")
     if batch_size % world_size: raise ValueError(f"batch_size {batch_size} must be a multiple of the {world_size} processes (each takes an equal share).")
-    train_tfm, test_tfm = get_transforms(tfms, cutout=16)
+    train_tfm, test_tfm = get_transforms(tfms, cutout=cutout)
     nw = default_workers() if num_workers is None else num_workers
     pin = torch.device(device).type == 'cuda'
     sl = slice(None, limit)

@@ -282,7 +282,8 @@ def make_scheduler(optimizer: torch.optim.Optimizer, name: str = 'none', # one o
 # %% ../nbs/02_train.ipynb #ced7817e
 _BASE = dict(model='resnet18', epochs=20, batch_size=128, tfms='standard', optimizer='sgd', lr=0.01, momentum=0.9,
              nesterov=False, weight_decay=0.0, wd_on_bn_bias=False, scheduler='none', scheduler_kw={},
-             label_smoothing=0.0, precision='auto', zero_init_residual=False, seed=0, lr_find_iter=100, compile=False)
+             label_smoothing=0.0, precision='auto', zero_init_residual=False, seed=0, lr_find_iter=100, compile=False,
+             cutout=16)
 RECIPES = {
     's8': {**_BASE, 'epochs': 20, 'lr': 0.01, 'scheduler': 'cosine'},
     's9': {**_BASE, 'epochs': 24, 'optimizer': 'adam', 'lr': 5e-4, 'weight_decay': 1e-4, 'wd_on_bn_bias': True,
@@ -315,6 +316,8 @@ def _check_config(cfg: dict):
     need(isinstance(cfg['seed'], int), 'seed', 'an integer')
     need(pos_int(cfg['lr_find_iter']), 'lr_find_iter', 'a positive integer (steps of the LR range test)')
     need(isinstance(cfg['compile'], bool), 'compile', 'True or False')
+    need(isinstance(cfg['cutout'], int) and not isinstance(cfg['cutout'], bool) and 0 <= cfg['cutout'] <= 32, 'cutout',
+         'the side of the cutout hole in pixels, an integer from 0 (no cutout) to 32')
 
 def get_recipe(name: str = 'fast', # one of RECIPES
                **overrides, # recipe keys to change, e.g. epochs=5
@@ -595,7 +598,7 @@ def _set_found_lr(model, train_dl, data, opt, criterion, device, cfg: dict, out:
     if _is_main():
         if train_dl is None:  # a distributed run: rank 0 tests single-process batches, so N processes find what one finds
             train_dl = get_dataloaders(data, cfg['tfms'], cfg['batch_size'], num_workers=num_workers, seed=cfg['seed'],
-                                       device=device, limit=cfg['limit'])[0]
+                                       device=device, limit=cfg['limit'], cutout=cfg['cutout'])[0]
         try: lr = _find_lr(model, train_dl, opt, criterion, device, cfg, out)
         except Exception as e: lr, err = -1.0, e  # tell the others before raising, so that none waits for ever
     lr = _sum_over_ranks([lr], device)[0]  # process 0's number (the others add 0)
@@ -610,7 +613,8 @@ def _train_run(cfg: dict, data: Cifar10, out: Path, device: torch.device, resume
     model = make_model(cfg['model'], len(data.classes), cfg['zero_init_residual'])
     rank, world = (dist.get_rank(), dist.get_world_size()) if _distributed() else (0, 1)
     train_dl, test_dl = get_dataloaders(data, cfg['tfms'], cfg['batch_size'], num_workers=num_workers, seed=cfg['seed'],
-                                        device=device, limit=cfg['limit'], rank=rank, world_size=world)
+                                        device=device, limit=cfg['limit'], rank=rank, world_size=world,
+                                        cutout=cfg['cutout'])
     find = cfg['lr'] == 'find'
     opt = make_optimizer(model, cfg['optimizer'], 1.0 if find else cfg['lr'], cfg['momentum'], cfg['nesterov'],
                          cfg['weight_decay'], cfg['wd_on_bn_bias'])
