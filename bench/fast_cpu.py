@@ -6,11 +6,12 @@ seconds, final accuracy with and without flip test-time augmentation, the recipe
 torch version, the git commit and the date, and whether the issue's targets (>= 93% within 15 epochs, >= 90%
 within 8) are met by this run.
 
-    python bench/fast_cpu.py --data ../shared/data/cifar10-jpeg.tar.gz --out runs/fast15             # ~2.5 h here
+    python bench/fast_cpu.py --data ../shared/data/cifar10-jpeg.tar.gz --out runs/fast15             # ~2.7 h here
     python bench/fast_cpu.py --data ../shared/data/cifar10-jpeg.tar.gz --out runs/fast15 --resume    # after a stop
     python bench/fast_cpu.py --out runs/fast15 --read-only     # only write the JSON from the run folder (finished or not)
     python bench/fast_cpu.py --data ... --out runs/fast8 --epochs 8 --json bench/results/fast8-cpu.json
-    python bench/fast_cpu.py --data ... --out runs/fast15-nocut --set cutout=0 --json bench/results/fast15-nocut-cpu.json
+    python bench/fast_cpu.py --data ... --out runs/fast15-cz --set cutout=16 --set zero_init_residual=True \
+        --json bench/results/fast15-cutout16-zeroinit-cpu.json    # any recipe key can be changed for a comparison
 """
 from __future__ import annotations
 import argparse, ast, datetime, json, os, platform
