@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 
 from .data import CLASSES, get_dataloaders, load_cifar10
 from .gradcam import plot_gradcam_misclassified
-from .train import (_atomic_write, RECIPES, REPORTED_ACCURACY, History, checkpoint_model, get_misclassified, per_class_accuracy,
+from .train import (_atomic_write, RECIPES, get_device, REPORTED_ACCURACY, History, checkpoint_model, get_misclassified, per_class_accuracy,
                            plot_confusion_matrix, plot_history, plot_misclassified, predict, train_run)
 
 # %% auto #0
@@ -76,7 +76,7 @@ def report_figures(run: str|Path, # a run folder written by `train_run`
     model, cfg = checkpoint_model(ckpt)
     data = _data_for(metrics, data)
     _, test_dl = get_dataloaders(data, cfg['tfms'], cfg['batch_size'], num_workers=0, limit=cfg.get('limit'))
-    logits, labels = predict(model, test_dl, device)
+    logits, labels = predict(model, test_dl, get_device(device))  # the best device here, unless one is named
     pred = logits.argmax(1)
     mistakes = get_misclassified(model, test_dl, n, preds=(logits, labels))
     return {'metrics': metrics, 'history': history, 'checkpoint': ckpt.name,

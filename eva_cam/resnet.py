@@ -78,7 +78,8 @@ def stage_sizes(model: nn.Module, input_size=(1, 3, 32, 32), names=('conv1', 'la
     for n in names:
         hooks.append(model.get_submodule(n).register_forward_hook(lambda m, i, o, n=n: shapes.__setitem__(n, tuple(o.shape[1:]))))
     try:
-        with torch.no_grad(): model.eval()(torch.zeros(input_size))
+        device = next((p.device for p in model.parameters()), torch.device('cpu'))
+        with torch.no_grad(): model.eval()(torch.zeros(input_size, device=device))
     finally:
         for h in hooks: h.remove()
     return shapes
@@ -87,5 +88,6 @@ def stage_sizes(model: nn.Module, input_size=(1, 3, 32, 32), names=('conv1', 'la
 def model_summary(model: nn.Module, input_size=(1, 3, 32, 32), depth: int = 2, **kwargs):
     "torchinfo's summary table: output shape and parameters per layer, down to `depth`."
     from torchinfo import summary
+    device = next((p.device for p in model.parameters()), torch.device('cpu'))  # where it is: never moved unasked
     return summary(model, input_size=input_size, depth=depth, col_names=('output_size', 'num_params'),
-                   device='cpu', verbose=0, **kwargs)
+                   device=device, verbose=0, **kwargs)

@@ -109,6 +109,13 @@ def _to_device(xb: torch.Tensor, yb: torch.Tensor, device: torch.device):
     if device.type == 'cuda': xb = xb.contiguous(memory_format=torch.channels_last)
     return xb, yb
 
+def _device_for(model: nn.Module, device) -> torch.device:
+    "The device named (see `get_device`), or for None the device `model` is on: a model is never moved unasked."
+    if device is None:
+        p = next(model.parameters(), None)
+        if p is not None: return p.device
+    return get_device(device)
+
 def _check_finite(loss: float, where: str):
     if not math.isfinite(loss):
         raise FloatingPointError(f"The loss became {loss} {where}. Training diverged: try a lower learning rate, "
@@ -117,7 +124,7 @@ def _check_finite(loss: float, where: str):
 # %% ../nbs/02_train.ipynb #c74e63a2
 def train_epoch(model: nn.Module, dl, optimizer: torch.optim.Optimizer,
                 criterion: nn.Module|None = None, # default nn.CrossEntropyLoss()
-                device: str|torch.device|None = None, # default: get_device()
+                device: str|torch.device|None = None, # None: where the model is; 'auto': the best available
                 precision: str = 'auto', # one of PRECISIONS
                 scaler: torch.amp.GradScaler|None = None, # default: grad_scaler(device, precision)
                 scheduler=None, # stepped after each batch only if it is a OneCycleLR
@@ -125,7 +132,7 @@ def train_epoch(model: nn.Module, dl, optimizer: torch.optim.Optimizer,
                 log_every: int = 10, # batches between progress-bar updates (each one waits for the device)
                ) -> tuple[float, float]:
     "Train `model` for one pass over `dl`; returns the mean training loss and accuracy."
-    device = get_device(device); precision = resolve_precision(precision, device)
+    device = _device_for(model, device); precision = resolve_precision(precision, device)
     criterion = criterion or nn.CrossEntropyLoss()
     scaler = scaler or grad_scaler(device, precision)
     per_batch = isinstance(scheduler, OneCycleLR)
@@ -153,22 +160,22 @@ def train_epoch(model: nn.Module, dl, optimizer: torch.optim.Optimizer,
     return total / n, correct / n
 
 # %% ../nbs/02_train.ipynb #48fa357f
-@torch.inference_mode()
 def predict(model: nn.Module, dl, device: str|torch.device|None = None, precision: str = 'auto',
             tta: bool = False, # average the logits of each image and its horizontal flip
            ) -> tuple[torch.Tensor, torch.Tensor]:
     "Logits `(N, classes)` (float32, on the CPU) and labels `(N,)` for every batch of `dl`."
-    device = get_device(device); precision = resolve_precision(precision, device)
+    device = _device_for(model, device); precision = resolve_precision(precision, device)
     was_training = model.training
-    _place(model, device).eval()
+    _place(model, device).eval()  # before inference mode: weights moved inside it could never be trained again
     logits, labels = [], []
     try:
-        for xb, yb in dl:
-            xb, _ = _to_device(xb, yb, device)
-            with autocast(device, precision):
-                out = model(xb).float()
-                if tta: out = (out + model(xb.flip(3)).float()) / 2
-            logits.append(out.cpu()); labels.append(yb.cpu())
+        with torch.inference_mode():
+            for xb, yb in dl:
+                xb, _ = _to_device(xb, yb, device)
+                with autocast(device, precision):
+                    out = model(xb).float()
+                    if tta: out = (out + model(xb.flip(3)).float()) / 2
+                logits.append(out.cpu()); labels.append(yb.cpu())
     finally: model.train(was_training)
     return torch.cat(logits), torch.cat(labels)
 
@@ -180,7 +187,7 @@ def evaluate(model: nn.Module, dl, criterion: nn.Module|None = None, # default n
     loss = (criterion or nn.CrossEntropyLoss())(logits, labels).item() if len(labels) else 0.0
     if not _distributed(): return loss, (logits.argmax(1) == labels).float().mean().item()
     loss_sum, correct, n = _sum_over_ranks([loss * len(labels), (logits.argmax(1) == labels).sum().item(), len(labels)],
-                                           get_device(device))
+                                           _device_for(model, device))
     return loss_sum / n, correct / n
 
 # %% ../nbs/02_train.ipynb #612cd7a0
