@@ -65,7 +65,8 @@ def evidence(run: Path) -> dict:
         'targets_met_by_final_accuracy': met,
         'total_hours': sum(h['seconds']) / 3600, 'recipe_as_run': m['config'],
         'device': m['device'], 'device_name': m['device_name'], 'precision': m['precision'],
-        'cpu_count': os.cpu_count(), 'torch_version': m['torch_version'], 'python_version': m['python_version'],
+        'cpu_count': os.cpu_count() if m['device'] == 'cpu' else None,  # this machine's: only a CPU run's speed depends on it
+        'torch_version': m['torch_version'], 'python_version': m['python_version'],
         'processes': m.get('processes', 1), 'data_source': m['data_source'],
         'git_commit_at_end_of_run': m['git_commit'], 'run_finished': m['date'],
         'json_written': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
