@@ -69,4 +69,9 @@ def distributed_session(device: torch.device, # the kind of device: cuda (nccl b
         raise RuntimeError(f"process {env['rank']} of {env['world_size']} stopped: the run lost another process, which "
                            f"died, hung for more than {timeout_s:.0f} s, or cannot be reached ({type(e).__name__}: "
                            f"{str(e).splitlines()[0][:300]}); {kept}.") from e
-    dist.destroy_process_group()  # only after a clean finish: with a peer gone it could wait for ever
+    # Only after a clean finish (with a peer gone these could wait for ever): first wait until every process has
+    # finished its last collective, so none tears its connections down while another still uses them. Without the
+    # barrier a Gloo process that finished first sometimes aborted at exit ('terminate called without an active
+    # exception'), after its work was done: 2 of 4 CI runs of the 1-to-2-process resume below.
+    dist.barrier()
+    dist.destroy_process_group()
