@@ -71,6 +71,10 @@ def count_parameters(model: nn.Module) -> int:
     "Number of trainable parameters."
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
+def _model_device(model: nn.Module) -> torch.device:
+    "The device of the model's first parameter (CPU for a model without any): where it is, so it is never moved unasked."
+    return next((p.device for p in model.parameters()), torch.device('cpu'))
+
 # %% ../nbs/01_resnet.ipynb #edabf23b
 def stage_sizes(model: nn.Module, input_size=(1, 3, 32, 32), names=('conv1', 'layer1', 'layer2', 'layer3', 'layer4')) -> dict:
     "Output shape `(C, H, W)` of each named submodule for one forward pass of zeros."
@@ -78,8 +82,7 @@ def stage_sizes(model: nn.Module, input_size=(1, 3, 32, 32), names=('conv1', 'la
     for n in names:
         hooks.append(model.get_submodule(n).register_forward_hook(lambda m, i, o, n=n: shapes.__setitem__(n, tuple(o.shape[1:]))))
     try:
-        device = next((p.device for p in model.parameters()), torch.device('cpu'))
-        with torch.no_grad(): model.eval()(torch.zeros(input_size, device=device))
+        with torch.no_grad(): model.eval()(torch.zeros(input_size, device=_model_device(model)))
     finally:
         for h in hooks: h.remove()
     return shapes
@@ -88,6 +91,5 @@ def stage_sizes(model: nn.Module, input_size=(1, 3, 32, 32), names=('conv1', 'la
 def model_summary(model: nn.Module, input_size=(1, 3, 32, 32), depth: int = 2, **kwargs):
     "torchinfo's summary table: output shape and parameters per layer, down to `depth`."
     from torchinfo import summary
-    device = next((p.device for p in model.parameters()), torch.device('cpu'))  # where it is: never moved unasked
     return summary(model, input_size=input_size, depth=depth, col_names=('output_size', 'num_params'),
-                   device=device, verbose=0, **kwargs)
+                   device=_model_device(model), verbose=0, **kwargs)

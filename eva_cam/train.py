@@ -19,7 +19,7 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, OneCycleLR, ReduceLROnPl
 from tqdm.auto import tqdm
 
 from .data import CLASSES, TRANSFORMS, Cifar10, denormalize, get_dataloaders, load_cifar10, reseed
-from .resnet import BasicBlock, ResNet18, ResNet34
+from .resnet import _model_device, BasicBlock, ResNet18, ResNet34
 
 # %% auto #0
 __all__ = ['DEVICES', 'PRECISIONS', 'OPTIMIZERS', 'SCHEDULERS', 'RECIPES', 'REPORTED_ACCURACY', 'MODELS', 'RUN_FILES',
@@ -111,10 +111,7 @@ def _to_device(xb: torch.Tensor, yb: torch.Tensor, device: torch.device):
 
 def _device_for(model: nn.Module, device) -> torch.device:
     "The device named (see `get_device`), or for None the device `model` is on: a model is never moved unasked."
-    if device is None:
-        p = next(model.parameters(), None)
-        if p is not None: return p.device
-    return get_device(device)
+    return _model_device(model) if device is None else get_device(device)
 
 def _check_finite(loss: float, where: str):
     if not math.isfinite(loss):
