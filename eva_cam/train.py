@@ -52,7 +52,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     "The concrete precision (`'bf16'`, `'fp16'` or `'fp32'`) that `precision` means on `device`."
     if precision not in PRECISIONS: raise ValueError(f"Unknown precision {precision!r}: expected one of {PRECISIONS}.")
     if precision != 'auto': return precision
-    if device.type == 'cuda': return 'bf16' if torch.cuda.is_bf16_supported() else 'fp16'
+    if device.type == 'cuda': return 'bf16' if torch.cuda.get_device_capability(device)[0] >= 8 else 'fp16'
     return 'bf16' if device.type == 'cpu' else 'fp32'
 
 def autocast(device: torch.device, precision: str = 'auto'):
