@@ -91,5 +91,8 @@ def stage_sizes(model: nn.Module, input_size=(1, 3, 32, 32), names=('conv1', 'la
 def model_summary(model: nn.Module, input_size=(1, 3, 32, 32), depth: int = 2, **kwargs):
     "torchinfo's summary table: output shape and parameters per layer, down to `depth`."
     from torchinfo import summary
-    return summary(model, input_size=input_size, depth=depth, col_names=('output_size', 'num_params'),
-                   device=_model_device(model), verbose=0, **kwargs)
+    from torchinfo.enums import Units
+    stats = summary(model, input_size=input_size, depth=depth, col_names=('output_size', 'num_params'),
+                    device=_model_device(model), verbose=0, **kwargs)
+    stats.formatting.macs_units = Units.NONE  # the exact count: its unit label prints as 'Units.MEGABYTES' on Python 3.11+
+    return stats
