@@ -61,7 +61,13 @@ def distributed_session(device: torch.device, # the kind of device: cuda (nccl b
     timeout_s = float(timeout_s or os.environ.get('EVA_CAM_DIST_TIMEOUT', TIMEOUT_S))
     dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo', timeout=datetime.timedelta(seconds=timeout_s),
                             **({'device_id': device} if device.type == 'cuda' else {}))
-    try: yield device
+    try:
+        yield device
+        # Before leaving, wait until every process has finished its last collective, so none tears its connections
+        # down while another still uses them. Without this barrier a Gloo process that finished first sometimes
+        # aborted at exit ('terminate called without an active exception') after its work was done: 2 of 4 CI runs
+        # of the 1-to-2-process resume below. A peer lost here gets the same message as one lost during training.
+        dist.barrier()
     except Exception as e:
         if not _lost_a_process(e): raise
         kept = (f"the last checkpoint, {Path(out)/'checkpoint.pt'}, is complete: add --resume to continue"
@@ -69,9 +75,4 @@ def distributed_session(device: torch.device, # the kind of device: cuda (nccl b
         raise RuntimeError(f"process {env['rank']} of {env['world_size']} stopped: the run lost another process, which "
                            f"died, hung for more than {timeout_s:.0f} s, or cannot be reached ({type(e).__name__}: "
                            f"{str(e).splitlines()[0][:300]}); {kept}.") from e
-    # Only after a clean finish (with a peer gone these could wait for ever): first wait until every process has
-    # finished its last collective, so none tears its connections down while another still uses them. Without the
-    # barrier a Gloo process that finished first sometimes aborted at exit ('terminate called without an active
-    # exception'), after its work was done: 2 of 4 CI runs of the 1-to-2-process resume below.
-    dist.barrier()
-    dist.destroy_process_group()
+    dist.destroy_process_group()  # only after a clean finish: with a peer gone it could wait for ever
