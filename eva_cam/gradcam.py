@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .data import CIFAR10_MEAN, CIFAR10_STD, CLASSES, denormalize
+from .resnet import _model_device
 from .train import unwrap
 
 # %% auto #0
@@ -36,7 +37,7 @@ def cam_layers(model: nn.Module, input_size: tuple = (1, 3, 32, 32), # the shape
         if isinstance(output, torch.Tensor) and output.ndim == 4: shapes[name] = tuple(output.shape[1:])
     try:
         for n in wanted: handles.append(model.get_submodule(n).register_forward_hook(partial(save, n)))
-        with _eval_mode(model), torch.no_grad(): model(torch.zeros(input_size, device=_device(model)))
+        with _eval_mode(model), torch.no_grad(): model(torch.zeros(input_size, device=_model_device(model)))
     finally:
         for h in handles: h.remove()
     return {n: shapes[n] for n in wanted if n in shapes}
@@ -102,12 +103,6 @@ def scale_cam(cam: torch.Tensor, # maps `(N, h, w)`
     return cam
 
 # %% ../nbs/04_gradcam.ipynb #73594301
-def _device(model: nn.Module) -> torch.device:
-    "The device of the model's first parameter or buffer (CPU for a model with neither)."
-    t = next(iter(model.parameters()), None)
-    if t is None: t = next(iter(model.buffers()), None)
-    return t.device if t is not None else torch.device('cpu')
-
 class _eval_mode:
     "Put every module in eval mode; put each one back in its own mode on exit."
     def __init__(self, model: nn.Module): self.modes = [(m, m.training) for m in model.modules()]
@@ -147,7 +142,7 @@ def _check_targets(targets, n: int) -> torch.Tensor|None:
 # %% ../nbs/04_gradcam.ipynb #d4d1036f
 def _raw_cams(model: nn.Module, x: torch.Tensor, names: list, targets: torch.Tensor|None, method: str = 'gradcam'):
     "Maps at each layer's resolution `{name: (N, h, w)}` and the logits, from one forward and one backward pass."
-    x = x.detach().to(_device(model)).requires_grad_(True)
+    x = x.detach().to(_model_device(model)).requires_grad_(True)
     with _eval_mode(model), torch.enable_grad(), CamHooks(model, names) as hooks:
         logits = model(x)
         if logits.ndim != 2: raise ValueError(f"The model returned shape {tuple(logits.shape)}; Grad-CAM needs logits (N, classes).")
@@ -230,7 +225,7 @@ def plot_gradcam_misclassified(model: nn.Module,
     xs, ys, preds = mistakes.images, mistakes.true.long(), mistakes.pred.long()
     if len(xs) == 0: raise ValueError("There are no misclassified images to show (the model got every image right).")
     _check_layers(model, layer)
-    xs = xs.to(_device(model))
+    xs = xs.to(_model_device(model))
     # one forward and one backward pass for both targets: each map depends only on its own image (eval mode)
     cam_pred, cam_true = gradcam(model, torch.cat([xs, xs]), layer, torch.cat([preds, ys]).tolist()).chunk(2)
     xs = xs.cpu()

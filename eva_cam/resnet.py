@@ -72,8 +72,10 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 def _model_device(model: nn.Module) -> torch.device:
-    "The device of the model's first parameter (CPU for a model without any): where it is, so it is never moved unasked."
-    return next((p.device for p in model.parameters()), torch.device('cpu'))
+    "The device of the model's first parameter or buffer (CPU for a model with neither): where it is, never moved unasked."
+    t = next(iter(model.parameters()), None)
+    if t is None: t = next(iter(model.buffers()), None)
+    return t.device if t is not None else torch.device('cpu')
 
 # %% ../nbs/01_resnet.ipynb #edabf23b
 def stage_sizes(model: nn.Module, input_size=(1, 3, 32, 32), names=('conv1', 'layer1', 'layer2', 'layer3', 'layer4')) -> dict:
