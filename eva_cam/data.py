@@ -124,20 +124,23 @@ def default_cache_dir() -> Path:
     "Where decoded arrays and downloads go: `$EVA_CAM_CACHE`, else `~/.cache/eva_cam`."
     return Path(os.environ.get('EVA_CAM_CACHE', Path.home()/'.cache'/'eva_cam')).expanduser()
 
-def _cache_key(path: Path) -> str:
-    st = path.stat()
-    return hashlib.sha1(f"v2|{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+def _stamp(path: Path) -> str:
+    "Size and modification time of `path`, or of every file in it: any change to the copy changes the stamp."
+    files = sorted(p for p in path.rglob('*') if p.is_file()) if path.is_dir() else [path]
+    return hashlib.sha1(''.join(f"{p}|{p.stat().st_size}|{p.stat().st_mtime_ns}\n" for p in files).encode()).hexdigest()
 
 def _cached(path: Path, cache_dir: Path|None) -> dict:
-    "Decode `path` once and keep the arrays in `cache_dir` (no caching when `cache_dir` is None)."
+    "Decode `path` once and keep the arrays in `cache_dir`, one entry per source (no caching when `cache_dir` is None)."
     if cache_dir is None: return read_local(path)
-    f = Path(cache_dir)/f"cifar10-{_cache_key(path)}.npz"
+    f = Path(cache_dir)/f"cifar10-{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]}.npz"
+    stamp = _stamp(path)
     if f.exists():
-        with np.load(f) as z: return {k: z[k] for k in z.files}
+        with np.load(f) as z:
+            if 'stamp' in z.files and str(z['stamp']) == stamp: return {k: z[k] for k in z.files if k != 'stamp'}
     arrays = read_local(path)
     f.parent.mkdir(parents=True, exist_ok=True)
     tmp = f.with_suffix(f'.tmp{os.getpid()}.npz')
-    np.savez(tmp, **arrays)
+    np.savez(tmp, stamp=np.array(stamp), **arrays)
     os.replace(tmp, f)
     return arrays
 
