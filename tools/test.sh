@@ -5,6 +5,10 @@
 # (../shared/data); cells flagged `slow` (full training) never run here.
 set -u
 cd "$(dirname "$0")/.."
+# the notebooks' and tests' temporary folders (run folders with checkpoints among them) go into one folder that
+# is removed at the end, so that repeated test runs do not fill the disk
+export TMPDIR=$(mktemp -d -t eva_cam_tests.XXXXXX)
+trap 'rm -rf "$TMPDIR"' EXIT
 passed=0; failed=0; failures=()
 pass() { passed=$((passed+1)); echo "PASS $1"; }
 fail() { failed=$((failed+1)); failures+=("$1"); echo "FAIL $1"; }
