@@ -125,9 +125,13 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get('EVA_CAM_CACHE', Path.home()/'.cache'/'eva_cam')).expanduser()
 
 def _stamp(path: Path) -> str:
-    "Size and modification time of `path`, or of every file in it: any change to the copy changes the stamp."
+    "A hash of the size and modification time of `path`, or of every file in it: any change to the copy changes it."
     files = sorted(p for p in path.rglob('*') if p.is_file()) if path.is_dir() else [path]
-    return hashlib.sha1(''.join(f"{p}|{p.stat().st_size}|{p.stat().st_mtime_ns}\n" for p in files).encode()).hexdigest()
+    h = hashlib.sha1()
+    for p in files:
+        st = p.stat()
+        h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
 
 def _cached(path: Path, cache_dir: Path|None) -> dict:
     "Decode `path` once and keep the arrays in `cache_dir`, one entry per source (no caching when `cache_dir` is None)."
