@@ -29,12 +29,13 @@ def read_run(run: str|Path) -> tuple[dict, History]:
 def evidence(metrics: dict) -> dict:
     "The facts of a run that a reader needs first, as label -> text."
     m = metrics
+    secs = m.get('epoch_seconds') or [m['total_seconds'] / m['epochs']]
     return {'device': f"{m['device']} ({m.get('device_name', '?')}), {m.get('precision', '?')}",
             'torch': m.get('torch_version', '?'),
             'data': f"{m['data_source']} ({m['train_images']:,} train / {m['test_images']:,} test images)",
             'recipe': f"{m['recipe']}, seed {m['config'].get('seed', '?')}",
             'epochs': str(m['epochs']),
-            'wall time': f"{m['total_seconds']/60:.1f} min ({m['total_seconds']/m['epochs']:.0f} s per epoch)",
+            'wall time': f"{m['total_seconds']/60:.1f} min ({min(secs):.0f} to {max(secs):.0f} s per epoch)",
             'final test accuracy': f"{m['final_test_acc']:.2%}",
             'best test accuracy': f"{m['best_test_acc']:.2%} (epoch {m['best_epoch']})",
             'final accuracy with flip TTA': f"{m['final_tta_acc']:.2%}",
