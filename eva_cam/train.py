@@ -441,8 +441,10 @@ def _step_epoch_scheduler(scheduler, test_loss: float):
     else: scheduler.step()
 
 def _epoch_line(epoch: int, epochs: int, h: History) -> str:
-    return (f"epoch {epoch:3d}/{epochs}  train loss {h.train_loss[-1]:.4f} acc {h.train_acc[-1]:6.2%}  "
-            f"test loss {h.test_loss[-1]:.4f} acc {h.test_acc[-1]:6.2%}  lr {h.lr[-1]:.2e}  {h.seconds[-1]:.1f} s")
+    "The line printed after `epoch` (counted from 1) of a run of `epochs`, from its history."
+    i = epoch - 1
+    return (f"epoch {epoch:3d}/{epochs}  train loss {h.train_loss[i]:.4f} acc {h.train_acc[i]:6.2%}  "
+            f"test loss {h.test_loss[i]:.4f} acc {h.test_acc[i]:6.2%}  lr {h.lr[i]:.2e}  {h.seconds[i]:.1f} s")
 
 # %% ../nbs/02_train.ipynb #b5e8be5a
 def fit(model: nn.Module, train_dl, test_dl,

@@ -37,6 +37,8 @@ def run(path: Path):
     def no_eval(cell):
         return cell.cell_type != 'code' or 'nbdev_export(' in cell.source or bool(flags(cell) & skip)
     t0 = time.time()
+    for c in nb.cells:  # a cell that now prints nothing must not keep the output of an earlier run
+        if not no_eval(c): c.outputs = []
     sh = CaptureShell(path)
     sh.run_all(nb, exc_stop=True, preproc=no_eval)
     for c in nb.cells:
