@@ -29,7 +29,7 @@ def read_run(run: str|Path) -> tuple[dict, History]:
 def evidence(metrics: dict) -> dict:
     "The facts of a run that a reader needs first, as label -> text."
     m = metrics
-    secs = m.get('epoch_seconds') or [m['total_seconds'] / m['epochs']]
+    secs = m['epoch_seconds']
     return {'device': f"{m['device']} ({m.get('device_name', '?')}), {m.get('precision', '?')}",
             'torch': m.get('torch_version', '?'),
             'data': f"{m['data_source']} ({m['train_images']:,} train / {m['test_images']:,} test images)",
