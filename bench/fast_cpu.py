@@ -28,6 +28,7 @@ def progress(run: Path) -> dict:
     cfg = ckpt['config']
     return {'what': f"UNFINISHED: eva_cam `{cfg['recipe']}` recipe, {ckpt['epoch']} of {cfg['epochs']} epochs done",
             'finished': False, 'epochs_done': ckpt['epoch'], 'test_acc_per_epoch': h['test_acc'],
+            'raw_test_acc_per_epoch': h.get('raw_test_acc', h['test_acc']),
             'seconds_per_epoch': h['seconds'], 'train_acc_per_epoch': h['train_acc'], 'lr_per_epoch': h['lr'],
             'recipe_as_run': cfg, 'cpu_count': os.cpu_count(), 'device_name': _cpu_name(),
             'json_written': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
@@ -60,6 +61,9 @@ def evidence(run: Path) -> dict:
         'what': f"eva_cam `{m['recipe']}` recipe, ResNet18, {epochs} epochs on {m['train_images']} training images, "
                 f"tested on {m['test_images']}",
         'test_acc_per_epoch': h['test_acc'], 'seconds_per_epoch': h['seconds'], 'train_acc_per_epoch': h['train_acc'],
+        # with --set ema=DECAY the accuracies above are the weight average's; these are the trained weights' own
+        'raw_test_acc_per_epoch': h.get('raw_test_acc', h['test_acc']),
+        'final_raw_test_acc': m.get('final_raw_test_acc', m['final_test_acc']),
         'lr_per_epoch': h['lr'], 'final_test_acc': m['final_test_acc'], 'final_test_acc_flip_tta': m['final_tta_acc'],
         'best_test_acc': m['best_test_acc'], 'best_epoch': m['best_epoch'],
         'targets_met_by_final_accuracy': met,

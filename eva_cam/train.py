@@ -16,6 +16,7 @@ import torch.nn.functional as F
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import CosineAnnealingLR, OneCycleLR, ReduceLROnPlateau, StepLR
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from .data import CLASSES, TRANSFORMS, Cifar10, denormalize, get_dataloaders, load_cifar10, reseed
@@ -24,8 +25,8 @@ from .resnet import _model_device, BasicBlock, ResNet18, ResNet34
 # %% auto #0
 __all__ = ['DEVICES', 'PRECISIONS', 'OPTIMIZERS', 'SCHEDULERS', 'RECIPES', 'REPORTED_ACCURACY', 'MODELS', 'RUN_FILES',
            'get_device', 'resolve_precision', 'autocast', 'grad_scaler', 'set_seed', 'unwrap', 'train_epoch', 'predict',
-           'evaluate', 'History', 'plot_history', 'make_optimizer', 'make_scheduler', 'get_recipe', 'make_model',
-           'save_checkpoint', 'load_checkpoint', 'checkpoint_model', 'fit', 'train_run', 'Misclassified',
+           'evaluate', 'History', 'plot_history', 'make_optimizer', 'make_scheduler', 'ema_model', 'get_recipe',
+           'make_model', 'save_checkpoint', 'load_checkpoint', 'checkpoint_model', 'fit', 'train_run', 'Misclassified',
            'get_misclassified', 'confusion_matrix', 'per_class_accuracy', 'plot_confusion_matrix', 'plot_misclassified']
 
 # %% ../nbs/02_train.ipynb #be5ad437
@@ -127,6 +128,7 @@ def train_epoch(model: nn.Module, dl, optimizer: torch.optim.Optimizer,
                 scheduler=None, # stepped after each batch only if it is a OneCycleLR
                 epoch_desc: str = 'train', # label of the progress bar
                 log_every: int = 10, # batches between progress-bar updates (each one waits for the device)
+                ema: AveragedModel|None = None, # a weight average (see `ema_model`), updated after each step
                ) -> tuple[float, float]:
     "Train `model` for one pass over `dl`; returns the mean training loss and accuracy."
     device = _device_for(model, device); precision = resolve_precision(precision, device)
@@ -146,6 +148,7 @@ def train_epoch(model: nn.Module, dl, optimizer: torch.optim.Optimizer,
             scaler.scale(loss).backward()
             scaler.step(optimizer); scaler.update()
             if per_batch: scheduler.step()
+            if ema is not None: ema.update_parameters(unwrap(model))
             total += loss.detach().float() * len(yb); correct += (out.argmax(1) == yb).sum(); n += len(yb)
             if i % log_every == 0 or i == len(dl) - 1:
                 running = total.item() / n
@@ -210,7 +213,10 @@ class History:
     test_acc: list = field(default_factory=list)
     lr: list = field(default_factory=list)
     seconds: list = field(default_factory=list)
+    raw_test_acc: list = field(default_factory=list) # the trained weights' own; test_acc is the weight average's when a run keeps one
 
+    def __post_init__(self):  # histories written before raw_test_acc existed come from runs without an average
+        if not self.raw_test_acc: self.raw_test_acc = list(self.test_acc)
     def __len__(self): return len(self.train_loss)
     def append(self, **values):
         "Add one epoch: a value for every field."
@@ -235,7 +241,9 @@ def plot_history(history: History, title: str|None = None):
     for ax, ys, name in zip(axs.flat, (history.train_loss, history.test_loss, history.train_acc, history.test_acc),
                             ('Training loss', 'Test loss', 'Training accuracy', 'Test accuracy')):
         ys = [100 * y for y in ys] if 'accuracy' in name else ys
-        ax.plot(ep, ys, marker='o', ms=3)
+        ax.plot(ep, ys, marker='o', ms=3, label='weight average (EMA)' if name == 'Test accuracy' and history.raw_test_acc != history.test_acc else None)
+        if name == 'Test accuracy' and history.raw_test_acc != history.test_acc:
+            ax.plot(ep, [100 * y for y in history.raw_test_acc], ls='--', label='trained weights'); ax.legend()
         ax.set_title(name); ax.set_xlabel('epoch'); ax.grid(alpha=.3)
         if 'accuracy' in name: ax.set_ylabel('%')
     if title: fig.suptitle(title)
@@ -283,11 +291,20 @@ def make_scheduler(optimizer: torch.optim.Optimizer, name: str = 'none', # one o
     kw['max_lr'] = kw['max_lr'] or optimizer.param_groups[0]['lr']
     return OneCycleLR(optimizer, epochs=epochs, steps_per_epoch=steps_per_epoch, **kw)
 
+# %% ../nbs/02_train.ipynb #293a7637
+def ema_model(model: nn.Module,
+              decay: float = 0.999, # each step moves the average `1 - decay` of the way to the new weights
+             ) -> AveragedModel:
+    "A moving average of `model`'s weights and BatchNorm statistics; call `.update_parameters(model)` after each step."
+    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1:
+        raise ValueError(f"decay must be a number between 0 and 1 (e.g. 0.999), got {decay!r}.")
+    return AveragedModel(unwrap(model), multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
 # %% ../nbs/02_train.ipynb #ced7817e
 _BASE = dict(model='resnet18', epochs=20, batch_size=128, tfms='standard', optimizer='sgd', lr=0.01, momentum=0.9,
              nesterov=False, weight_decay=0.0, wd_on_bn_bias=False, scheduler='none', scheduler_kw={},
              label_smoothing=0.0, precision='auto', zero_init_residual=False, seed=0, lr_find_iter=100, compile=False,
-             cutout=16)
+             cutout=16, ema=0.0)
 RECIPES = {
     's8': {**_BASE, 'epochs': 20, 'lr': 0.01, 'scheduler': 'cosine'},
     's9': {**_BASE, 'epochs': 24, 'optimizer': 'adam', 'lr': 5e-4, 'weight_decay': 1e-4, 'wd_on_bn_bias': True,
@@ -322,6 +339,8 @@ def _check_config(cfg: dict):
     need(isinstance(cfg['compile'], bool), 'compile', 'True or False')
     need(isinstance(cfg['cutout'], int) and not isinstance(cfg['cutout'], bool) and 0 <= cfg['cutout'] <= 32, 'cutout',
          'the side of the cutout hole in pixels, an integer from 0 (no cutout) to 32')
+    need(isinstance(cfg['ema'], (int, float)) and not isinstance(cfg['ema'], bool) and 0 <= cfg['ema'] < 1, 'ema',
+         'a number in [0, 1): the decay per step of the weight average (0: no average)')
 
 def get_recipe(name: str = 'fast', # one of RECIPES
                **overrides, # recipe keys to change, e.g. epochs=5
@@ -369,7 +388,9 @@ def _set_rng_state(s: dict):
 # %% ../nbs/02_train.ipynb #cfa83734
 def save_checkpoint(path: str|Path, model: nn.Module, optimizer=None, scheduler=None, scaler=None,
                     epoch: int = 0, # number of finished epochs
-                    history: History|dict|None = None, config: dict|None = None):
+                    history: History|dict|None = None, config: dict|None = None,
+                    ema: AveragedModel|None = None, # the run's weight average, if it keeps one
+                   ):
     "Save everything needed to resume training, atomically, loadable with `weights_only=True`."
     history = asdict(history) if isinstance(history, History) else (history or {})
     ckpt = {'model': unwrap(model).state_dict(),
@@ -377,6 +398,7 @@ def save_checkpoint(path: str|Path, model: nn.Module, optimizer=None, scheduler=
             'scheduler': scheduler.state_dict() if scheduler is not None else None,
             'scheduler_type': type(scheduler).__name__ if scheduler is not None else None,
             'scaler': scaler.state_dict() if scaler is not None else None,
+            'ema': ema.state_dict() if ema is not None else None,
             'epoch': int(epoch), 'history': history, 'config': dict(config or {}), 'rng': _rng_state()}
     _atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
 
@@ -403,6 +425,7 @@ def _check_model_matches(model: nn.Module, state: dict, path):
 # %% ../nbs/02_train.ipynb #0ee17951
 def load_checkpoint(path: str|Path, model: nn.Module|None = None, optimizer=None, scheduler=None, scaler=None,
                     restore_rng: bool = False, # also restore the random-number generators (for resuming)
+                    ema: AveragedModel|None = None, # loaded with the checkpoint's weight average
                    ) -> dict:
     "Read a checkpoint and load its states into the objects given; returns the checkpoint dict."
     ckpt = _read_checkpoint(path)
@@ -413,25 +436,28 @@ def load_checkpoint(path: str|Path, model: nn.Module|None = None, optimizer=None
         sizes = [len(g['params']) for g in ckpt['optimizer']['param_groups']]
         if sizes != [len(g['params']) for g in optimizer.param_groups]:
             raise ValueError(f"The checkpoint {path} was saved with another optimizer layout (parameter groups {sizes}).")
+    if ema is not None and ckpt.get('ema') is None: raise ValueError(f"The checkpoint {path} holds no weight average (its run had ema=0).")
     if scheduler is not None and ckpt['scheduler_type'] != type(scheduler).__name__:
         raise ValueError(f"The checkpoint {path} holds a {ckpt['scheduler_type']} scheduler, not a {type(scheduler).__name__}.")
     if model is not None: model.load_state_dict(ckpt['model'])
     if optimizer is not None: optimizer.load_state_dict(ckpt['optimizer'])
     if scheduler is not None: scheduler.load_state_dict(ckpt['scheduler'])
     if scaler is not None and ckpt.get('scaler') is not None: scaler.load_state_dict(ckpt['scaler'])
+    if ema is not None: ema.load_state_dict(ckpt['ema'])
     if restore_rng: _set_rng_state(ckpt['rng'])
     return ckpt
 
 # %% ../nbs/02_train.ipynb #72dc7517
 def checkpoint_model(path: str|Path, # a run's checkpoint.pt or best.pt
                     ) -> tuple[nn.Module, dict]:
-    "The trained model (eval mode, CPU) and the recipe config stored in a checkpoint."
+    "The trained model (its weight average if the run kept one; eval mode, CPU) and the recipe config stored in a checkpoint."
     ckpt = _read_checkpoint(path)
     cfg = ckpt['config']
     if cfg.get('model') not in MODELS: raise ValueError(f"The checkpoint {path} names no model eva_cam can build (model={cfg.get('model')!r}).")
     model = make_model(cfg['model'])
-    _check_model_matches(model, ckpt['model'], path)
-    model.load_state_dict(ckpt['model'])
+    state = ckpt['model'] if ckpt.get('ema') is None else {k.removeprefix('module.'): v for k, v in ckpt['ema'].items() if k != 'n_averaged'}
+    _check_model_matches(model, state, path)
+    model.load_state_dict(state)
     return model.eval(), cfg
 
 # %% ../nbs/02_train.ipynb #b88c6e4b
@@ -458,6 +484,7 @@ def fit(model: nn.Module, train_dl, test_dl,
         config: dict|None = None, # stored in the checkpoints (the recipe)
         verbose: bool = True, # print one line per epoch
         use_compile: bool = False, # run the steps through `torch.compile(model)` (checkpoints still hold `model`'s own weights)
+        ema: AveragedModel|None = None, # a weight average of `model` (`ema_model`): updated each step, tested and saved as the run's result
        ) -> History:
     "Train for `epochs`, evaluating and checkpointing after each; returns the History. In a distributed run (chapter 07) each process calls it with the plain model."
     if not (isinstance(epochs, int) and epochs > 0): raise ValueError(f"epochs must be a positive integer, got {epochs!r}.")
@@ -466,9 +493,10 @@ def fit(model: nn.Module, train_dl, test_dl,
     out = Path(out) if out is not None else None
     scaler = grad_scaler(device, precision)
     _place(model, device)
+    if ema is not None: _place(ema, device)
     history, start = History(), 0
     if resume:
-        ckpt = load_checkpoint(out/'checkpoint.pt', model, optimizer, scheduler, scaler, restore_rng=True)
+        ckpt = load_checkpoint(out/'checkpoint.pt', model, optimizer, scheduler, scaler, restore_rng=True, ema=ema)
         history, start = History(**ckpt['history']), ckpt['epoch']
     writes = out is not None and _is_main()  # in a distributed run only rank 0 writes files
     if writes:
@@ -483,21 +511,25 @@ def fit(model: nn.Module, train_dl, test_dl,
         t0, lr = time.perf_counter(), optimizer.param_groups[0]['lr']
         try:
             train_loss, train_acc = train_epoch(step_model, train_dl, optimizer, criterion, device, precision, scaler, scheduler,
-                                                epoch_desc=f'epoch {epoch+1}/{epochs}')
+                                                epoch_desc=f'epoch {epoch+1}/{epochs}', ema=ema)
             _sync_buffers(model)  # every process now holds rank 0's model, the one the checkpoint saves
             test_loss, test_acc = evaluate(model if _distributed() else step_model, test_dl, None, device, precision)
+            raw_acc = test_acc
+            if ema is not None:  # the average is the run's model; the trained weights' accuracy is kept beside it
+                _sync_buffers(ema)
+                test_loss, test_acc = evaluate(ema.module, test_dl, None, device, precision)
             _check_finite(test_loss, f"on the test set after epoch {epoch+1}")
         except FloatingPointError as e:
             kept = f" The last good checkpoint, {out/'checkpoint.pt'} (epoch {epoch}), is kept." if out is not None and epoch > 0 else ""
             raise FloatingPointError(f"{e}{kept}") from e
         _step_epoch_scheduler(scheduler, test_loss)
         history.append(train_loss=train_loss, train_acc=train_acc, test_loss=test_loss, test_acc=test_acc,
-                       lr=lr, seconds=time.perf_counter() - t0)
+                       lr=lr, seconds=time.perf_counter() - t0, raw_test_acc=raw_acc)
         if verbose and _is_main(): print(_epoch_line(epoch + 1, epochs, history))
         if writes:  # best.pt first: a run killed between the two files resumes to the same best.pt
             ckpt = (model, optimizer, scheduler, scaler, epoch + 1, history, config)
-            if test_acc > best: save_checkpoint(out/'best.pt', *ckpt)
-            save_checkpoint(out/'checkpoint.pt', *ckpt)
+            if test_acc > best: save_checkpoint(out/'best.pt', *ckpt, ema=ema)
+            save_checkpoint(out/'checkpoint.pt', *ckpt, ema=ema)
             history.save(out/'history.json')
         best = max(best, test_acc)
     return history
@@ -579,6 +611,7 @@ def train_run(recipe: str = 'fast', # one of RECIPES
         cfg = _run_config(recipe, data, limit, overrides)
         if resume:
             old = _read_checkpoint(out/'checkpoint.pt')['config']
+            old = {**_BASE, **old}  # a key added to the recipes since the run was made had its default then
             diff = sorted(k for k in set(cfg) | set(old) if cfg.get(k) != old.get(k))
             if diff: raise ValueError(f"Cannot resume {out}: the run was made with other settings "
                                       f"({', '.join(f'{k}={old.get(k)!r} there, {cfg.get(k)!r} now' for k in diff)}).")
@@ -631,9 +664,10 @@ def _train_run(cfg: dict, data: Cifar10, out: Path, device: torch.device, resume
         _set_found_lr(model, train_dl if world == 1 else None, data, opt, criterion, device, cfg, out, num_workers)
     if sync_bn and world > 1: model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # keeps the same parameters
     sched = make_scheduler(opt, cfg['scheduler'], cfg['epochs'], len(train_dl), **cfg['scheduler_kw'])
+    ema = ema_model(model, cfg['ema']) if cfg['ema'] else None
     hist = fit(model, train_dl, test_dl, cfg['epochs'], opt, sched, criterion, device, cfg['precision'], out,
-               cfg['seed'], resume, cfg, use_compile=cfg['compile'])
-    tta_loss, tta_acc = evaluate(model, test_dl, None, device, cfg['precision'], tta=True)
+               cfg['seed'], resume, cfg, use_compile=cfg['compile'], ema=ema)
+    tta_loss, tta_acc = evaluate(model if ema is None else ema.module, test_dl, None, device, cfg['precision'], tta=True)
     if not _is_main(): return hist
     n_test = len(data.x_test[:cfg['limit']])
     _write_metrics(out, hist, cfg, device, tta_acc, data, len(train_dl.dataset), n_test, world)
@@ -647,7 +681,7 @@ def _write_metrics(out: Path, h: History, cfg: dict, device: torch.device, tta_a
                    processes: int = 1):
     "metrics.json: the numbers a report quotes, and the evidence of how they were made."
     best = int(np.argmax(h.test_acc))
-    m = {'final_test_acc': h.test_acc[-1], 'best_test_acc': h.test_acc[best], 'best_epoch': best + 1,
+    m = {'final_test_acc': h.test_acc[-1], 'final_raw_test_acc': h.raw_test_acc[-1], 'best_test_acc': h.test_acc[best], 'best_epoch': best + 1,
          'final_tta_acc': tta_acc, 'final_train_acc': h.train_acc[-1], 'epochs': len(h),
          'total_seconds': sum(h.seconds), 'epoch_seconds': h.seconds,
          'device': str(device), 'device_name': _device_name(device), 'precision': resolve_precision(cfg['precision'], device),
