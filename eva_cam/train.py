@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_train.ipynb #88d273e9
 from __future__ import annotations
-import contextlib, datetime, json, math, os, platform, random, subprocess, tempfile, time
+import contextlib, datetime, itertools, json, math, os, platform, random, subprocess, tempfile, time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import CosineAnnealingLR, OneCycleLR, ReduceLROnPlateau, StepLR
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from tqdm.auto import tqdm
 
 from .data import CLASSES, TRANSFORMS, Cifar10, denormalize, get_dataloaders, load_cifar10, reseed
@@ -25,9 +25,10 @@ from .resnet import _model_device, BasicBlock, ResNet18, ResNet34
 # %% auto #0
 __all__ = ['DEVICES', 'PRECISIONS', 'OPTIMIZERS', 'SCHEDULERS', 'RECIPES', 'REPORTED_ACCURACY', 'MODELS', 'RUN_FILES',
            'get_device', 'resolve_precision', 'autocast', 'grad_scaler', 'set_seed', 'unwrap', 'train_epoch', 'predict',
-           'evaluate', 'History', 'plot_history', 'make_optimizer', 'make_scheduler', 'ema_model', 'get_recipe',
-           'make_model', 'save_checkpoint', 'load_checkpoint', 'checkpoint_model', 'fit', 'train_run', 'Misclassified',
-           'get_misclassified', 'confusion_matrix', 'per_class_accuracy', 'plot_confusion_matrix', 'plot_misclassified']
+           'evaluate', 'History', 'plot_history', 'make_optimizer', 'make_scheduler', 'ema_model', 'recompute_bn',
+           'get_recipe', 'make_model', 'save_checkpoint', 'load_checkpoint', 'checkpoint_model', 'fit', 'train_run',
+           'Misclassified', 'get_misclassified', 'confusion_matrix', 'per_class_accuracy', 'plot_confusion_matrix',
+           'plot_misclassified']
 
 # %% ../nbs/02_train.ipynb #be5ad437
 DEVICES = ('cuda', 'mps', 'cpu')
@@ -295,10 +296,24 @@ def make_scheduler(optimizer: torch.optim.Optimizer, name: str = 'none', # one o
 def ema_model(model: nn.Module,
               decay: float = 0.999, # each step moves the average `1 - decay` of the way to the new weights
              ) -> AveragedModel:
-    "A moving average of `model`'s weights and BatchNorm statistics; call `.update_parameters(model)` after each step."
+    "A moving average of `model`'s weights; call `.update_parameters(model)` after each step, and `recompute_bn` before testing it."
     if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1:
         raise ValueError(f"decay must be a number between 0 and 1 (e.g. 0.999), got {decay!r}.")
-    return AveragedModel(unwrap(model), multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    return AveragedModel(unwrap(model), multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=False)
+
+# %% ../nbs/02_train.ipynb #4ca66ef7
+def recompute_bn(model: nn.Module, dl,
+                 batches: int = 50, # how many batches of `dl` to measure
+                 device: str|torch.device|None = None, # None: where the model is
+                 precision: str = 'auto', # one of PRECISIONS (the training forward pass's)
+                ) -> nn.Module:
+    "Replace `model`'s BatchNorm running statistics with those of its own activations on the first `batches` batches of `dl`."
+    if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
+        raise ValueError(f"batches must be a positive integer, got {batches!r}.")
+    device = _device_for(model, device); precision = resolve_precision(precision, device)
+    inputs = (_to_device(xb, yb, device)[0] for xb, yb in itertools.islice(dl, batches))
+    with autocast(device, precision): update_bn(inputs, _place(model, device))
+    return model
 
 # %% ../nbs/02_train.ipynb #ced7817e
 _BASE = dict(model='resnet18', epochs=20, batch_size=128, tfms='standard', optimizer='sgd', lr=0.01, momentum=0.9,
@@ -516,7 +531,8 @@ def fit(model: nn.Module, train_dl, test_dl,
             test_loss, test_acc = evaluate(model if _distributed() else step_model, test_dl, None, device, precision)
             raw_acc = test_acc
             if ema is not None:  # the average is the run's model; the trained weights' accuracy is kept beside it
-                _sync_buffers(ema)
+                recompute_bn(ema.module, train_dl, device=device, precision=precision)
+                _sync_buffers(ema)  # in a distributed run, rank 0's statistics (each process measured its own batches)
                 test_loss, test_acc = evaluate(ema.module, test_dl, None, device, precision)
             _check_finite(test_loss, f"on the test set after epoch {epoch+1}")
         except FloatingPointError as e:
