@@ -3,14 +3,14 @@
 A run with the recipe key `ema` keeps a moving average of its weights (`ema_model`). The first version of it
 (commit bede6cc) averaged the BatchNorm running statistics too (`use_buffers=True`). While the weights still change
 fast, such averaged statistics need not match what the averaged weights compute. This script tests, for each
-checkpoint given, the averaged model with the statistics its checkpoint holds, and the same weights after
+checkpoint given, the averaged weights after
 `eva_cam.train.recompute_bn` (PyTorch's `update_bn`) has measured their statistics again on `--bn-batches`
 augmented training batches of the run's own size, as `fit` now does after every epoch. The trained weights'
-own accuracy is read from the checkpoint's history.
+own accuracy, and the average's as the run tested it, are read from the checkpoint's history.
 
 The first run with `ema` (8 epochs, decay 0.998) was made by the code of bede6cc, which averaged the statistics
 (`use_buffers=True`) and tested the average with them; its checkpoints, one copied after each epoch, are what this
-script was written for. For checkpoints of the current code, "as saved" is already the recomputed statistics.
+script was written for. For a run of the current code, "as the run tested it" is already with recomputed statistics.
 
     # checkpoint.pt of `python bench/fast_cpu.py ... --epochs 8 --set ema=0.998`, copied after each epoch
     python bench/ema_bn.py snaps/epoch*.pt --data ../shared/data/cifar10-jpeg.tar.gz \\
@@ -35,15 +35,14 @@ def check(path: Path, data, bn_batches: int) -> dict:
     load_checkpoint(path, ema=avg)
     train_dl, test_dl = get_dataloaders(data, cfg['tfms'], cfg['batch_size'], num_workers=1, seed=cfg['seed'], cutout=cfg['cutout'])
     reseed(train_dl, cfg['seed'], epoch)
-    as_run = evaluate(avg.module, test_dl, device='cpu', precision=cfg['precision'])[1]
     t0 = time.perf_counter()
     recompute_bn(avg.module, train_dl, bn_batches, device='cpu', precision=cfg['precision'])
     bn_seconds = time.perf_counter() - t0
     recomputed = evaluate(avg.module, test_dl, device='cpu', precision=cfg['precision'])[1]
     r = {'checkpoint': str(path), 'epoch': epoch, 'trained_weights': h['raw_test_acc'][epoch - 1],
-         'average_as_saved': as_run, 'average_in_history': h['test_acc'][epoch - 1],
+         'average_as_run': h['test_acc'][epoch - 1],
          'average_bn_recomputed': recomputed, 'recompute_bn_seconds': bn_seconds}
-    print(f"epoch {epoch}: trained weights {r['trained_weights']:.2%}, average as saved {as_run:.2%}, "
+    print(f"epoch {epoch}: trained weights {r['trained_weights']:.2%}, average as the run tested it {r['average_as_run']:.2%}, "
           f"average with recomputed BatchNorm statistics {recomputed:.2%} (recompute_bn {bn_seconds:.0f} s)", flush=True)
     return r
 
