@@ -55,13 +55,16 @@ def main():
     p.add_argument('--json', help='where to write the record')
     a = p.parse_args()
     data = load_cifar10(a.data)
-    rows = [check(Path(c), data, a.bn_batches) for c in a.checkpoints]
-    rec = {'what': "weight average (EMA) of a run: test accuracy with the averaged BatchNorm statistics the run used, "
-                   "and with statistics recomputed by eva_cam.train.recompute_bn",
-           'bn_batches': a.bn_batches, 'data_source': data.source, 'rows': rows,
-           'torch_version': torch.__version__, 'threads': torch.get_num_threads(),
-           'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}
-    if a.json: Path(a.json).write_text(json.dumps(rec, indent=1) + '\n'); print(f"written to {a.json}")
+    rows = []
+    for c in a.checkpoints:  # the record is rewritten after each checkpoint, so a stopped run keeps what it measured
+        rows.append(check(Path(c), data, a.bn_batches))
+        rec = {'what': "weight average (EMA) of a run: test accuracy with the averaged BatchNorm statistics the run used, "
+                       "and with statistics recomputed by eva_cam.train.recompute_bn",
+               'bn_batches': a.bn_batches, 'data_source': data.source, 'rows': rows,
+               'torch_version': torch.__version__, 'threads': torch.get_num_threads(),
+               'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}
+        if a.json: Path(a.json).write_text(json.dumps(rec, indent=1) + '\n')
+    if a.json: print(f"written to {a.json}")
 
 
 if __name__ == '__main__':
