@@ -242,8 +242,9 @@ def plot_history(history: History, title: str|None = None):
     for ax, ys, name in zip(axs.flat, (history.train_loss, history.test_loss, history.train_acc, history.test_acc),
                             ('Training loss', 'Test loss', 'Training accuracy', 'Test accuracy')):
         ys = [100 * y for y in ys] if 'accuracy' in name else ys
-        ax.plot(ep, ys, marker='o', ms=3, label='weight average (EMA)' if name == 'Test accuracy' and history.raw_test_acc != history.test_acc else None)
-        if name == 'Test accuracy' and history.raw_test_acc != history.test_acc:
+        both = name == 'Test accuracy' and history.raw_test_acc != history.test_acc  # a run that kept a weight average
+        ax.plot(ep, ys, marker='o', ms=3, label='weight average (EMA)' if both else None)
+        if both:
             ax.plot(ep, [100 * y for y in history.raw_test_acc], ls='--', label='trained weights'); ax.legend()
         ax.set_title(name); ax.set_xlabel('epoch'); ax.grid(alpha=.3)
         if 'accuracy' in name: ax.set_ylabel('%')
