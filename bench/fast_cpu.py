@@ -14,8 +14,10 @@ within 8) are met by this run.
         --json bench/results/fast15-cutout16-zeroinit-cpu.json    # any recipe key can be changed for a comparison
 """
 from __future__ import annotations
-import argparse, ast, datetime, json, os, platform
+import argparse, datetime, json, os, platform
 from pathlib import Path
+
+from eva_cam.cli import parse_setting  # `eva_cam train --set` reads its values the same way
 
 TARGETS = {15: 0.93, 8: 0.90}  # epochs -> test accuracy the issue asks for within that many epochs
 
@@ -86,15 +88,11 @@ def main():
     p.add_argument('--resume', action='store_true', help='continue the run in --out')
     p.add_argument('--read-only', action='store_true', help='do not train: only write the JSON from --out')
     p.add_argument('--json', default='bench/results/fast-cpu.json', help='where to write the record')
-    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
-                   help="change one recipe key for this run, e.g. --set cutout=0 (a Python literal; repeatable)")
+    p.add_argument('--set', type=parse_setting, action='append', default=[], metavar='KEY=VALUE',
+                   help="change one recipe key for this run, e.g. --set cutout=0 (as for `eva_cam train`; repeatable)")
     a = p.parse_args()
-    overrides = {}
-    for kv in a.set:
-        key, sep, value = kv.partition('=')
-        if not sep: p.error(f"--set needs KEY=VALUE, got {kv!r}")
-        try: overrides[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError): p.error(f"--set {kv}: {value!r} is not a Python literal (e.g. 0, 0.2, True, 'sgd')")
+    overrides = dict(a.set)
+    if 'epochs' in overrides: p.error("give the number of epochs with --epochs, not --set epochs=...")
     run = Path(a.out)
     if not a.read_only:
         from eva_cam.train import train_run

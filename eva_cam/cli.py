@@ -4,11 +4,11 @@
 
 # %% ../nbs/06_cli.ipynb #18ba2cea
 from __future__ import annotations
-import argparse, os, sys
+import argparse, ast, os, sys
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['cmd_train', 'cmd_lr_find', 'cmd_cam', 'cmd_report', 'make_parser', 'main']
+__all__ = ['parse_setting', 'cmd_train', 'cmd_lr_find', 'cmd_cam', 'cmd_report', 'make_parser', 'main']
 
 # %% ../nbs/06_cli.ipynb #716ebf0f
 def _lr(v: str):
@@ -23,6 +23,18 @@ def _positive(v: str) -> int:
     if n < 1: raise argparse.ArgumentTypeError(f"expected a positive integer, got {v!r}")
     return n
 
+def parse_setting(v: str) -> tuple[str, object]:
+    "`--set KEY=VALUE`: a recipe key and its value, read as a Python literal (0.2, True, 'adam') or a bare word (adam)."
+    key, sep, value = v.partition('=')
+    if not (sep and key and value): raise argparse.ArgumentTypeError(f"expected KEY=VALUE, e.g. ema=0.998, got {v!r}")
+    try: return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        if value.isidentifier(): return key, value
+        raise argparse.ArgumentTypeError(f"{v!r}: expected a number, True, False, a word or a Python literal after '=', "
+                                         f"got {value!r}") from None
+
+_OWN_OPTION = {'epochs': '--epochs', 'batch_size': '--batch-size', 'lr': '--lr'}
+
 def _data_args(p: argparse.ArgumentParser):
     p.add_argument('--recipe', default='fast', help="training recipe: fast, s8, s9 or s10 (default fast)")
     p.add_argument('--data', default='auto', help="'auto', 'sample', 'download' or a path to a local CIFAR-10 copy")
@@ -34,8 +46,12 @@ def _data_args(p: argparse.ArgumentParser):
 def cmd_train(a) -> int:
     "Train a recipe into the run folder `a.out`."
     from eva_cam.train import train_run
+    settings = dict(a.set)
+    for key in settings.keys() & _OWN_OPTION.keys():
+        raise ValueError(f"--set {key}={settings[key]!r}: give {key} with {_OWN_OPTION[key]} instead.")
     h = train_run(recipe=a.recipe, data=a.data, out=a.out, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
-                  device=a.device, resume=a.resume, force=a.force, limit=a.limit, num_workers=a.workers, sync_bn=a.sync_bn)
+                  device=a.device, resume=a.resume, force=a.force, limit=a.limit, num_workers=a.workers, sync_bn=a.sync_bn,
+                  **settings)
     if os.environ.get('RANK', '0') == '0': print(f"{len(h)} epochs, final test accuracy {h.test_acc[-1]:.2%}, best {max(h.test_acc):.2%}; run files in {a.out}")
     return 0
 
@@ -100,6 +116,8 @@ def make_parser() -> argparse.ArgumentParser:
     t.add_argument('--resume', action='store_true', help='continue the run in --out from its checkpoint')
     t.add_argument('--force', action='store_true', help='replace the run in --out')
     t.add_argument('--sync-bn', action='store_true', help='under torchrun on GPUs: BatchNorm statistics over all processes')
+    t.add_argument('--set', type=parse_setting, action='append', default=[], metavar='KEY=VALUE',
+                   help="change any other recipe key, e.g. --set ema=0.998 --set label_smoothing=0.2 (repeatable)")
     t.set_defaults(func=cmd_train)
     f = sub.add_parser('lr-find', help='LR range test: plot and suggestions')
     _data_args(f)

@@ -350,6 +350,10 @@ def _check_config(cfg: dict):
     need(isinstance(cfg['label_smoothing'], (int, float)) and 0 <= cfg['label_smoothing'] < 1, 'label_smoothing', 'a number in [0, 1)')
     need(cfg['precision'] in PRECISIONS, 'precision', f"one of {PRECISIONS}")
     need(isinstance(cfg['weight_decay'], (int, float)) and cfg['weight_decay'] >= 0, 'weight_decay', 'a number >= 0')
+    need(isinstance(cfg['momentum'], (int, float)) and not isinstance(cfg['momentum'], bool) and 0 <= cfg['momentum'] < 1,
+         'momentum', 'a number in [0, 1)')
+    for key in ('nesterov', 'wd_on_bn_bias', 'zero_init_residual'): need(isinstance(cfg[key], bool), key, 'True or False')
+    need(not (cfg['nesterov'] and cfg['optimizer'] == 'sgd' and cfg['momentum'] == 0), 'nesterov', 'False when momentum is 0')
     need(isinstance(cfg['seed'], int), 'seed', 'an integer')
     need(pos_int(cfg['lr_find_iter']), 'lr_find_iter', 'a positive integer (steps of the LR range test)')
     need(isinstance(cfg['compile'], bool), 'compile', 'True or False')
