@@ -47,8 +47,8 @@ def cmd_train(a) -> int:
     "Train a recipe into the run folder `a.out`."
     from eva_cam.train import train_run
     settings = dict(a.set)
-    for key in settings.keys() & _OWN_OPTION.keys():
-        raise ValueError(f"--set {key}={settings[key]!r}: give {key} with {_OWN_OPTION[key]} instead.")
+    clash = sorted(settings.keys() & _OWN_OPTION.keys())
+    if clash: raise ValueError(f"--set {clash[0]}={settings[clash[0]]!r}: give {clash[0]} with {_OWN_OPTION[clash[0]]} instead.")
     h = train_run(recipe=a.recipe, data=a.data, out=a.out, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
                   device=a.device, resume=a.resume, force=a.force, limit=a.limit, num_workers=a.workers, sync_bn=a.sync_bn,
                   **settings)
