@@ -15,7 +15,8 @@ from .train import (_atomic_write, RECIPES, get_device, REPORTED_ACCURACY, Histo
                            plot_confusion_matrix, plot_history, plot_misclassified, predict, train_run)
 
 # %% auto #0
-__all__ = ['read_run', 'evidence', 'as_markdown', 'results_table', 'report_figures', 'write_report', 'make_report']
+__all__ = ['read_run', 'evidence', 'as_markdown', 'results_table', 'report_figures', 'write_report', 'make_report',
+           'train_or_read']
 
 # %% ../nbs/05_session8_report.ipynb #73428ac6
 def read_run(run: str|Path) -> tuple[dict, History]:
@@ -132,3 +133,17 @@ def make_report(out: str|Path, # folder for report.html, the figures and (when t
         read_run(run)
         data = None if data == 'auto' else data
     return write_report(run, out, data=data, device=device)
+
+# %% ../nbs/05_session8_report.ipynb #adbd9425
+def train_or_read(run: str|Path, # the run folder
+                  epochs: int, # the run is finished when its metrics.json has this many epochs
+                  data='auto', recipe: str = 'fast',
+                  **kwargs, # passed on to `train_run`: limit, num_workers, batch_size, ...
+                 ) -> tuple[dict, History, bool]:
+    "Read a finished run of `epochs` epochs back from `run`, else train it there (resuming from its checkpoint if it has one)."
+    run = Path(run)
+    finished = (run/'best.pt').is_file() and (run/'metrics.json').is_file() and read_run(run)[0]['epochs'] == epochs
+    if not finished:
+        has_ckpt = (run/'checkpoint.pt').is_file()
+        train_run(recipe=recipe, data=data, out=run, epochs=epochs, resume=has_ckpt, force=not has_ckpt, **kwargs)
+    return (*read_run(run), finished)
