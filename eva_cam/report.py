@@ -142,8 +142,9 @@ def train_or_read(run: str|Path, # the run folder
                  ) -> tuple[dict, History, bool]:
     "Read a finished run of `epochs` epochs back from `run`, else train it there (resuming from its checkpoint if it has one)."
     run = Path(run)
-    finished = (run/'best.pt').is_file() and (run/'metrics.json').is_file() and read_run(run)[0]['epochs'] == epochs
-    if not finished:
-        has_ckpt = (run/'checkpoint.pt').is_file()
-        train_run(recipe=recipe, data=data, out=run, epochs=epochs, resume=has_ckpt, force=not has_ckpt, **kwargs)
-    return (*read_run(run), finished)
+    if (run/'best.pt').is_file() and (run/'metrics.json').is_file():
+        metrics, history = read_run(run)
+        if metrics['epochs'] == epochs: return metrics, history, True
+    has_ckpt = (run/'checkpoint.pt').is_file()
+    train_run(recipe=recipe, data=data, out=run, epochs=epochs, resume=has_ckpt, force=not has_ckpt, **kwargs)
+    return (*read_run(run), False)
