@@ -37,7 +37,7 @@ setuptools.setup(
         'Natural Language :: ' + cfg['language'].title(),
     ] + ['Programming Language :: Python :: '+o for o in py_versions[py_versions.index(min_python):]] + (['License :: ' + lic[1] ] if lic[1] else []),
     url = cfg['git_url'],
-    packages = setuptools.find_packages(),
+    packages = setuptools.find_packages() + [cfg['lib_name'] + '.sample'],  # the bundled sample is data in a folder of its own
     include_package_data = True,
     package_data = {cfg['lib_name']: ['sample/*']},
     install_requires = requirements,

@@ -36,12 +36,12 @@ def parse_setting(v: str) -> tuple[str, object]:
 _OWN_OPTION = {'epochs': '--epochs', 'batch_size': '--batch-size', 'lr': '--lr'}
 
 def _data_args(p: argparse.ArgumentParser):
-    p.add_argument('--recipe', default='fast', help="training recipe: fast, s8, s9 or s10 (default fast)")
-    p.add_argument('--data', default='auto', help="'auto', 'sample', 'download' or a path to a local CIFAR-10 copy")
+    p.add_argument('--recipe', default='fast', help="training recipe: fast, s8, s9 or s10 (default: %(default)s)")
+    p.add_argument('--data', default='auto', help="'auto', 'sample', 'download' or a path to a local CIFAR-10 copy (default: %(default)s)")
     p.add_argument('--batch-size', type=_positive, help="override the recipe's batch size")
     p.add_argument('--device', default=None, help="cuda, mps or cpu (default: the best available)")
     p.add_argument('--limit', type=_positive, help="use only the first N train and test images (quick runs)")
-    p.add_argument('--workers', type=int, default=None, help="DataLoader worker processes")
+    p.add_argument('--workers', type=int, default=None, help="DataLoader worker processes (default: half the cores, at most 4)")
 
 def cmd_train(a) -> int:
     "Train a recipe into the run folder `a.out`."
@@ -107,6 +107,8 @@ def make_parser() -> argparse.ArgumentParser:
     "The `eva_cam` argument parser with its four commands."
     p = argparse.ArgumentParser(prog='eva_cam', description="ResNet18 on CIFAR-10: train, find a learning rate, "
                                 "explain with Grad-CAM, write the report.")
+    from eva_cam import __version__
+    p.add_argument('--version', action='version', version=f'eva_cam {__version__}')
     sub = p.add_subparsers(dest='command', required=True, metavar='COMMAND')
     t = sub.add_parser('train', help='train a recipe into a run folder')
     _data_args(t)
@@ -121,16 +123,18 @@ def make_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
     f = sub.add_parser('lr-find', help='LR range test: plot and suggestions')
     _data_args(f)
-    f.add_argument('--start-lr', type=float, default=1e-7); f.add_argument('--end-lr', type=float, default=10)
-    f.add_argument('--num-iter', type=_positive, default=100)
+    f.add_argument('--start-lr', type=float, default=1e-7, help='the first learning rate tried (default: %(default)s)')
+    f.add_argument('--end-lr', type=float, default=10, help='the last learning rate tried (default: %(default)s)')
+    f.add_argument('--num-iter', type=_positive, default=100, help='training steps from --start-lr to --end-lr (default: %(default)s)')
     f.add_argument('--out', required=True, help='folder for lr_find.png and lr_find.json')
     f.set_defaults(func=cmd_lr_find)
     c = sub.add_parser('cam', help='explain an image of your own with Grad-CAM')
     c.add_argument('--run', required=True, help='a run folder written by eva_cam train')
     c.add_argument('--image', required=True, help='any image Pillow reads; it is resized to 32x32')
-    c.add_argument('--layer', default='layer3'); c.add_argument('--target', default='pred', help="pred, true, a class name or index")
+    c.add_argument('--layer', default='layer3', help='the layer to explain, e.g. layer2, layer3, layer4.1 (default: %(default)s)')
+    c.add_argument('--target', default='pred', help="the class the map is for: pred, true, a class name or index (default: %(default)s)")
     c.add_argument('--true-class', default=None, help='the real class of the image, for --target true')
-    c.add_argument('--out', default='cam.png')
+    c.add_argument('--out', default='cam.png', help='the PNG written: image, map and overlay (default: %(default)s)')
     c.set_defaults(func=cmd_cam)
     r = sub.add_parser('report', help='train and write report.html (or report on an existing run)')
     _data_args(r)

@@ -20,8 +20,9 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 # %% auto #0
 __all__ = ['CLASSES', 'CIFAR10_MEAN', 'CIFAR10_STD', 'SAMPLE_PATH', 'LAYOUTS', 'TRANSFORMS', 'Cifar10', 'read_local',
-           'default_cache_dir', 'download_cifar10', 'find_local', 'load_cifar10', 'channel_stats', 'get_transforms',
-           'CifarDataset', 'seed_worker', 'reseed', 'default_workers', 'get_dataloaders', 'denormalize', 'show_batch']
+           'default_cache_dir', 'download_cifar10', 'find_local', 'load_cifar10', 'full_cifar10', 'channel_stats',
+           'get_transforms', 'CifarDataset', 'seed_worker', 'reseed', 'default_workers', 'get_dataloaders',
+           'denormalize', 'show_batch']
 
 # %% ../nbs/00_data.ipynb #15d2b229
 CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck')
@@ -158,7 +159,7 @@ def download_cifar10(root: str|Path|None = None) -> dict:
     except Exception as e:
         raise RuntimeError(f"Could not download CIFAR-10 into {root} ({type(e).__name__}: {e}). Offline, point eva_cam "
                            f"at a local copy with `load_cifar10('path/to/copy')` or the environment variable EVA_CAM_DATA "
-                           f"({LAYOUTS}), or use the bundled sample with `load_cifar10('sample')`.") from e
+                           f"({LAYOUTS}), or use the bundled sample with `load_cifar10('sample')` (on the command line: --data sample).") from e
     return dict(x_train=tr.data, y_train=np.array(tr.targets, dtype=np.int64),
                 x_test=te.data, y_test=np.array(te.targets, dtype=np.int64))
 
@@ -195,6 +196,20 @@ def load_cifar10(source: str|Path = 'auto', # 'auto', 'sample', 'download', or a
                                     f"'auto' or a path to {LAYOUTS}.")
         arrays, where = _cached(path, cache), str(path)
     return Cifar10(**arrays, source=where)
+
+# %% ../nbs/00_data.ipynb #f952ba63
+def full_cifar10(start: str|Path = '.', # where find_local starts looking
+                 cache_dir: str|Path|None = 'default', # as in load_cifar10
+                ) -> Cifar10|None:
+    "The full CIFAR-10 (`EVA_CAM_DATA`, a local copy, else a download), or None with one printed line when none can be had."
+    found = os.environ.get('EVA_CAM_DATA') or find_local(start)
+    if found: return load_cifar10(found, cache_dir)
+    try: return load_cifar10('download', cache_dir)
+    except RuntimeError as e:
+        why = type(e.__cause__).__name__ if e.__cause__ else 'download failed'
+        print(f"Skipped: no full CIFAR-10 here (no local copy; torchvision's download failed: {why}). Set the environment "
+              f"variable EVA_CAM_DATA to a copy ({LAYOUTS}), or run where the download works, to run the cells that need it.")
+        return None
 
 # %% ../nbs/00_data.ipynb #a6e358e3
 def channel_stats(images: np.ndarray) -> tuple[tuple, tuple]:

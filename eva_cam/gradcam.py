@@ -195,6 +195,8 @@ def show_cam(image: torch.Tensor, # a normalised image `(3, H, W)`
     ax.imshow(overlay(denormalize(image.detach().cpu(), mean, std).permute(1, 2, 0), cam.detach().cpu(), alpha))
     ax.axis('off')
     if title: ax.set_title(title, fontsize=8)
+    if cam.max() <= 0:  # Grad-CAM keeps only positive evidence: none at all gives a map of zeros, drawn as the bare image
+        ax.text(0.5, -0.04, 'flat map: nothing here\nspeaks for this class', transform=ax.transAxes, ha='center', va='top', fontsize=7)
     return ax
 
 # %% ../nbs/04_gradcam.ipynb #d252391a
@@ -232,8 +234,8 @@ def plot_gradcam_misclassified(model: nn.Module,
     fig, axs = plt.subplots(len(xs), 3, figsize=(5.4, 1.9*len(xs)), squeeze=False)
     for i in range(len(xs)):
         axs[i, 0].imshow(denormalize(xs[i], mean, std).permute(1, 2, 0).numpy()); axs[i, 0].axis('off')
-        axs[i, 0].set_title(f"pred {classes[preds[i]]} / true {classes[ys[i]]}\nloss {float(mistakes.loss[i]):.2f}", fontsize=8)
-        show_cam(xs[i], cam_pred[i].cpu(), alpha, axs[i, 1], f"map for {classes[preds[i]]} (pred)", mean, std)
+        axs[i, 0].set_title(f"predicted {classes[preds[i]]}, true {classes[ys[i]]}\nloss {float(mistakes.loss[i]):.2f}", fontsize=8)
+        show_cam(xs[i], cam_pred[i].cpu(), alpha, axs[i, 1], f"map for {classes[preds[i]]} (predicted)", mean, std)
         show_cam(xs[i], cam_true[i].cpu(), alpha, axs[i, 2], f"map for {classes[ys[i]]} (true)", mean, std)
     fig.tight_layout()
     return fig
@@ -344,7 +346,7 @@ def explain_image(model: nn.Module, image_path: str|Path,
         if isinstance(c, (int, np.integer)) and not isinstance(c, bool) and 0 <= c < len(classes): return int(c)
         raise ValueError(f"Unknown class {c!r}: expected 'pred', 'true', one of {list(classes)} or an index below {len(classes)}.")
     true = None if true_class is None else index(true_class)
-    if target == 'true' and true is None: raise ValueError("target='true' needs true_class, the image's real class.")
+    if target == 'true' and true is None: raise ValueError("target='true' (--target true) needs true_class (--true-class), the image's real class.")
     cls = None if target == 'pred' else true if target == 'true' else index(target)
     _check_layers(model, layer)
     x, note = _load_image(image_path, size, mean, std)

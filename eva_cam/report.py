@@ -93,20 +93,28 @@ def report_figures(run: str|Path, # a run folder written by `train_run`
 def _png(fig) -> bytes:
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=100, bbox_inches='tight'); return buf.getvalue()
 
-def _table_html(rows, header) -> str:
-    cells = lambda r, t: ''.join(f'<{t}>{html.escape(str(c)).replace("**", "")}</{t}>' for c in r)
-    return f"<table><tr>{cells(header, 'th')}</tr>" + ''.join(f"<tr>{cells(r, 'td')}</tr>" for r in rows) + '</table>'
+def _plain(c) -> str:
+    "A table cell's text without its markdown (bold, code) and escaped for HTML."
+    return html.escape(str(c).replace('**', '').replace('`', ''))
 
-_TITLES = {'curves': 'Loss and accuracy, train and test', 'misclassified': 'Misclassified test images (actual/predicted)',
-           'gradcam': 'Grad-CAM of the misclassified images (predicted class, true class)', 'confusion': 'Confusion matrix'}
+def _table_html(rows, header: tuple|None = None) -> str:
+    "An HTML table; no header row when `header` is None."
+    cells = lambda r, t: ''.join(f'<{t}>{_plain(c)}</{t}>' for c in r)
+    head = f"<tr>{cells(header, 'th')}</tr>" if header else ''
+    return f"<table>{head}" + ''.join(f"<tr>{cells(r, 'td')}</tr>" for r in rows) + '</table>'
+
+_TITLES = {'curves': 'Loss and accuracy, train and test', 'misclassified': 'Misclassified test images (predicted, true)',
+           'gradcam': 'Grad-CAM of the misclassified images: the maps for the predicted and the true class', 'confusion': 'Confusion matrix'}
 
 def write_report(run: str|Path, out: str|Path, data=None, n: int = 10, layer: str = 'layer3', device=None) -> Path:
     "Write `out/report.html` (self-contained) and one PNG per figure for a trained run."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     r = report_figures(run, data, n, layer, device)
-    parts = ["<h1>Session 8 report: ResNet18 on CIFAR-10</h1>",
-             "<h2>Evidence</h2>", _table_html(evidence(r['metrics']).items(), ('', '')),
-             "<h2>Results beside the write-ups</h2>", _table_html(results_table(r['metrics']), ('run', 'epochs', 'test accuracy'))]
+    m = r['metrics']
+    parts = [f"<h1>Session 8 report: ResNet18 on CIFAR-10, {m['epochs']} epochs of {_plain(m['recipe'])}</h1>"]
+    if m['epochs'] != 20: parts.append(f"<p>The Session 8 assignment trains for 20 epochs; this run trained {m['epochs']}.</p>")
+    parts += ["<h2>Evidence</h2>", _table_html(evidence(m).items()),
+             "<h2>Results beside the write-ups</h2>", _table_html(results_table(m), ('run', 'epochs', 'test accuracy'))]
     for name, fig in r['figures'].items():
         png = _png(fig); plt.close(fig)
         _atomic_write(out/f'{name}.png', lambda tmp: Path(tmp).write_bytes(png))

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_train.ipynb #88d273e9
 from __future__ import annotations
-import contextlib, datetime, itertools, json, math, os, platform, random, subprocess, tempfile, time
+import contextlib, copy, datetime, itertools, json, math, os, platform, random, subprocess, tempfile, time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,8 +27,8 @@ __all__ = ['DEVICES', 'PRECISIONS', 'OPTIMIZERS', 'SCHEDULERS', 'RECIPES', 'REPO
            'get_device', 'resolve_precision', 'autocast', 'grad_scaler', 'set_seed', 'unwrap', 'train_epoch', 'predict',
            'evaluate', 'History', 'plot_history', 'make_optimizer', 'make_scheduler', 'ema_model', 'recompute_bn',
            'get_recipe', 'make_model', 'save_checkpoint', 'load_checkpoint', 'checkpoint_model', 'fit', 'train_run',
-           'Misclassified', 'get_misclassified', 'confusion_matrix', 'per_class_accuracy', 'plot_confusion_matrix',
-           'plot_misclassified']
+           'estimate_epoch_seconds', 'Misclassified', 'get_misclassified', 'confusion_matrix', 'per_class_accuracy',
+           'plot_confusion_matrix', 'plot_misclassified']
 
 # %% ../nbs/02_train.ipynb #be5ad437
 DEVICES = ('cuda', 'mps', 'cpu')
@@ -199,6 +199,8 @@ def _atomic_write(path: str|Path, write):
     os.close(fd)
     try:
         write(tmp)
+        umask = os.umask(0); os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; a run's files follow the user's umask like any other
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp): os.remove(tmp)
@@ -248,6 +250,7 @@ def plot_history(history: History, title: str|None = None):
             ax.plot(ep, [100 * y for y in history.raw_test_acc], ls='--', label='trained weights'); ax.legend()
         ax.set_title(name); ax.set_xlabel('epoch'); ax.grid(alpha=.3)
         if 'accuracy' in name: ax.set_ylabel('%')
+        else: ax.set_yscale('log')  # a loss can start thousands of times above where it ends: every epoch stays visible
     if title: fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -578,12 +581,12 @@ def _check_run_folder(out: Path, resume: bool, force: bool):
     "Refuse to overwrite a run folder, or to resume from one that has no checkpoint."
     if out.exists() and not out.is_dir(): raise NotADirectoryError(f"The output {out} is a file, not a folder.")
     holds_run = (out/'checkpoint.pt').exists() or (out/'history.json').exists()
-    if resume and force: raise ValueError("Give resume=True or force=True, not both.")
+    if resume and force: raise ValueError("Give resume=True or force=True (--resume or --force), not both.")
     if resume and not (out/'checkpoint.pt').exists():
         raise FileNotFoundError(f"Cannot resume: no checkpoint at {out/'checkpoint.pt'}.")
     if holds_run and not (resume or force):
-        raise FileExistsError(f"{out} already holds a run (checkpoint.pt or history.json). Pass resume=True to continue it, "
-                              f"force=True to replace it, or choose another folder.")
+        raise FileExistsError(f"{out} already holds a run (checkpoint.pt or history.json). Pass resume=True (--resume) to continue it, "
+                              f"force=True (--force) to replace it, or choose another folder.")
 
 def _run_config(recipe: str, data: Cifar10, limit: int|None, overrides: dict) -> dict:
     "The recipe with its overrides, plus the run settings that change the results."
@@ -713,6 +716,21 @@ def _write_metrics(out: Path, h: History, cfg: dict, device: torch.device, tta_a
     _atomic_write(out/'metrics.json', lambda tmp: Path(tmp).write_text(json.dumps(m, indent=1)))
     return m
 
+# %% ../nbs/02_train.ipynb #4e1e4d82
+def estimate_epoch_seconds(model: nn.Module, dl, device: str|torch.device|None = None, precision: str = 'auto',
+                           batches: int = 3, # training steps timed, after one more to warm up
+                          ) -> float:
+    "Seconds one training epoch over `dl` takes on this machine: `batches` steps of a copy of `model`, timed and scaled to `len(dl)`."
+    if not (isinstance(batches, int) and batches > 0): raise ValueError(f"batches must be a positive integer, got {batches!r}.")
+    net = copy.deepcopy(unwrap(model))  # the model itself is left untouched
+    opt = torch.optim.SGD(net.parameters(), lr=0.0)
+    steps = list(itertools.islice(iter(dl), batches + 1))
+    if len(steps) < batches + 1: return 0.0 if not steps else float('nan')
+    train_epoch(net, steps[:1], opt, device=device, precision=precision, epoch_desc='warm-up')
+    t0 = time.perf_counter()
+    train_epoch(net, steps[1:], opt, device=device, precision=precision, epoch_desc='timing')
+    return (time.perf_counter() - t0) / batches * len(dl)
+
 # %% ../nbs/02_train.ipynb #e8124785
 @dataclass
 class Misclassified:
@@ -762,17 +780,17 @@ def plot_confusion_matrix(y_true, y_pred, classes: tuple = CLASSES, normalize: b
             ax.text(j, i, f'{v:.2f}' if normalize else f'{int(v)}', ha='center', va='center', fontsize=7,
                     color='white' if v > cm.max().item() / 2 else 'black')
     ax.set_xticks(range(len(classes)), classes, rotation=45, ha='right'); ax.set_yticks(range(len(classes)), classes)
-    ax.set_xlabel('predicted'); ax.set_ylabel('actual'); fig.colorbar(im, ax=ax); fig.tight_layout()
+    ax.set_xlabel('predicted'); ax.set_ylabel('true'); fig.colorbar(im, ax=ax); fig.tight_layout()
     return fig
 
 def plot_misclassified(images: torch.Tensor, true, pred, classes: tuple = CLASSES, ncols: int = 5):
-    "A grid of normalised images titled 'actual/predicted', drawn de-normalised in RGB."
+    "A grid of normalised images, each titled with its predicted and true class, drawn de-normalised in RGB."
     n = len(images); nrows = max(1, -(-n // ncols))
     fig, axs = plt.subplots(nrows, ncols, figsize=(2 * ncols, 2.2 * nrows), squeeze=False)
     for i, ax in enumerate(axs.flat):
         ax.axis('off')
         if i < n:
             ax.imshow(denormalize(images[i]).permute(1, 2, 0).cpu().numpy())
-            ax.set_title(f'{classes[int(true[i])]}/{classes[int(pred[i])]}', fontsize=9)
+            ax.set_title(f'predicted {classes[int(pred[i])]}\ntrue {classes[int(true[i])]}', fontsize=9)
     fig.tight_layout()
     return fig

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every test of eva_cam, as CI runs it: the nbdev-ci checks, each notebook under nbdev_test,
-# and the tests under tests/. Ends with one line "N passed, N failed".
+# the tests under tests/, and each notebook again as a student's Run all runs it. Ends with one line "N passed, N failed".
 # Cells flagged `fulldata` run only when the full CIFAR-10 mirror is beside the project
 # (../shared/data); cells flagged `slow` (full training) never run here.
 set -u
@@ -46,6 +46,20 @@ if [ -d tests ] && ls tests/test_*.py >/dev/null 2>&1; then
     if python -m pytest -q -x "$t" > /tmp/eva_cam_pytest.log 2>&1; then pass "$t ($(( $(date +%s) - start )) s)"
     else cat /tmp/eva_cam_pytest.log; fail "$t"; fi
   done
+fi
+
+# 5. every notebook the way a student's Run all runs it (tools/run_all.py): a fresh environment with only
+# `pip install .` (no dev extras), each notebook copied outside the repository, IN_TEST unset, pip offline;
+# with EVA_CAM_DATA set, the full-data cells run too
+student="$TMPDIR/student"
+if { python3 -m venv "$student" && "$student/bin/python" -m pip install -q --upgrade pip \
+     && "$student/bin/python" -m pip install -q . ipykernel nbclient; } > "$TMPDIR/student-install.log" 2>&1; then
+  for nb in nbs/*.ipynb; do
+    if "$student/bin/python" tools/run_all.py "$nb" > "$TMPDIR/run_all.log" 2>&1; then pass "Run all: $(grep -m1 '^PASS' "$TMPDIR/run_all.log" | cut -c6-)"
+    else grep -v 'Kernel is running over TCP' "$TMPDIR/run_all.log"; fail "Run all: $nb"; fi
+  done
+else
+  tail -20 "$TMPDIR/student-install.log"; fail "Run all: pip install . in a fresh environment"
 fi
 
 [ ${#failures[@]} -gt 0 ] && printf 'failed: %s\n' "${failures[@]}"
