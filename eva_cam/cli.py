@@ -4,18 +4,30 @@
 
 # %% ../nbs/06_cli.ipynb #18ba2cea
 from __future__ import annotations
-import argparse, ast, os, sys
+import argparse, ast, math, os, sys, tempfile
 from pathlib import Path
 
 # %% auto #0
 __all__ = ['parse_setting', 'cmd_train', 'cmd_lr_find', 'cmd_cam', 'cmd_report', 'make_parser', 'main']
 
 # %% ../nbs/06_cli.ipynb #716ebf0f
+def _positive_float(v: str) -> float:
+    "A learning rate on the command line: a finite number > 0 (inf, nan, 0 and negatives are refused here, before any work)."
+    try: x = float(v)
+    except ValueError: x = float('nan')
+    if not (math.isfinite(x) and x > 0): raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {v!r}")
+    return x
+
 def _lr(v: str):
     "`--lr` takes a number or 'find' (run the LR range test first)."
     if v == 'find': return v
-    try: return float(v)
-    except ValueError: raise argparse.ArgumentTypeError(f"expected a number or 'find', got {v!r}") from None
+    try: return _positive_float(v)
+    except argparse.ArgumentTypeError: raise argparse.ArgumentTypeError(f"expected a finite number > 0 or 'find', got {v!r}") from None
+
+def _folder(v: str) -> str:
+    "An output location: not empty (an empty --out would write into the current folder)."
+    if not v.strip(): raise argparse.ArgumentTypeError("expected a folder name, got an empty one")
+    return v
 
 def _positive(v: str) -> int:
     try: n = int(v)
@@ -56,6 +68,14 @@ def cmd_train(a) -> int:
     return 0
 
 # %% ../nbs/06_cli.ipynb #deb6d0d6
+def _check_writable(folder: Path):
+    "Make `folder` if needed and check that files can be written in it; raise a clear error before any work otherwise."
+    if folder.exists() and not folder.is_dir(): raise NotADirectoryError(f"--out {folder} is a file, not a folder.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder): pass
+    except OSError as e: raise PermissionError(f"Cannot write in --out {folder}: {e.strerror or e}.") from e
+
 def cmd_lr_find(a) -> int:
     "Run the LR range test for a recipe and write its plot and curve to `a.out`."
     from eva_cam.train import get_recipe, get_device, make_model
@@ -64,6 +84,7 @@ def cmd_lr_find(a) -> int:
     cfg = get_recipe(a.recipe, **({'batch_size': a.batch_size} if a.batch_size else {}))
     device = get_device(a.device)
     if a.end_lr <= a.start_lr: raise ValueError(f"--end-lr ({a.end_lr}) must be larger than --start-lr ({a.start_lr}).")
+    _check_writable(Path(a.out))  # before a minute of range test, not after
     data = load_cifar10(a.data)
     train_dl, _ = get_dataloaders(data, cfg['tfms'], cfg['batch_size'], num_workers=a.workers, seed=cfg['seed'],
                                   device=device, limit=a.limit, cutout=cfg['cutout'])
@@ -114,7 +135,7 @@ def make_parser() -> argparse.ArgumentParser:
     _data_args(t)
     t.add_argument('--epochs', type=_positive, help="override the recipe's number of epochs")
     t.add_argument('--lr', type=_lr, help="override the recipe's learning rate (a number, or 'find')")
-    t.add_argument('--out', required=True, help='run folder')
+    t.add_argument('--out', required=True, type=_folder, help='run folder')
     t.add_argument('--resume', action='store_true', help='continue the run in --out from its checkpoint')
     t.add_argument('--force', action='store_true', help='replace the run in --out')
     t.add_argument('--sync-bn', action='store_true', help='under torchrun on GPUs: BatchNorm statistics over all processes')
@@ -123,10 +144,10 @@ def make_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
     f = sub.add_parser('lr-find', help='LR range test: plot and suggestions')
     _data_args(f)
-    f.add_argument('--start-lr', type=float, default=1e-7, help='the first learning rate tried (default: %(default)s)')
-    f.add_argument('--end-lr', type=float, default=10, help='the last learning rate tried (default: %(default)s)')
+    f.add_argument('--start-lr', type=_positive_float, default=1e-7, help='the first learning rate tried (default: %(default)s)')
+    f.add_argument('--end-lr', type=_positive_float, default=10, help='the last learning rate tried (default: %(default)s)')
     f.add_argument('--num-iter', type=_positive, default=100, help='training steps from --start-lr to --end-lr (default: %(default)s)')
-    f.add_argument('--out', required=True, help='folder for lr_find.png and lr_find.json')
+    f.add_argument('--out', required=True, type=_folder, help='folder for lr_find.png and lr_find.json')
     f.set_defaults(func=cmd_lr_find)
     c = sub.add_parser('cam', help='explain an image of your own with Grad-CAM')
     c.add_argument('--run', required=True, help='a run folder written by eva_cam train')
@@ -134,13 +155,13 @@ def make_parser() -> argparse.ArgumentParser:
     c.add_argument('--layer', default='layer3', help='the layer to explain, e.g. layer2, layer3, layer4.1 (default: %(default)s)')
     c.add_argument('--target', default='pred', help="the class the map is for: pred, true, a class name or index (default: %(default)s)")
     c.add_argument('--true-class', default=None, help='the real class of the image, for --target true')
-    c.add_argument('--out', default='cam.png', help='the PNG written: image, map and overlay (default: %(default)s)')
+    c.add_argument('--out', default='cam.png', type=_folder, help='the PNG written: image, map and overlay (default: %(default)s)')
     c.set_defaults(func=cmd_cam)
     r = sub.add_parser('report', help='train and write report.html (or report on an existing run)')
     _data_args(r)
     r.add_argument('--epochs', type=_positive, help="override the recipe's number of epochs")
     r.add_argument('--run', default=None, help='report on this trained run instead of training')
-    r.add_argument('--out', required=True, help='folder for report.html and the figures')
+    r.add_argument('--out', required=True, type=_folder, help='folder for report.html and the figures')
     r.add_argument('--force', action='store_true', help='replace a run already in --out')
     r.set_defaults(func=cmd_report)
     return p
@@ -150,9 +171,20 @@ def main(argv: list[str]|None = None) -> int:
     "Entry point of the `eva_cam` console script."
     a = make_parser().parse_args(argv)
     try: return a.func(a)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
-        print(f"eva_cam {a.command}: error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"eva_cam {a.command}: stopped. A run folder keeps its last checkpoint: continue it with --resume.", file=sys.stderr)
+        return 130
+    except Exception as e:  # a mistake in the arguments or the machine's state (disk, permissions): one line, no traceback
+        if os.environ.get('EVA_CAM_TRACEBACK'): raise
+        print(f"eva_cam {a.command}: error: {_describe(e)}", file=sys.stderr)
         return 2
+
+_PLAIN = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
+
+def _describe(e: BaseException) -> str:
+    "One line for an error: its message (its type too, where the message alone may not say what kind of failure it is)."
+    msg = ' '.join(str(e).split()) or 'no message'
+    return msg if type(e) in _PLAIN else f"{type(e).__name__}: {msg}"
 
 if __name__ == '__main__' and '__file__' in globals():  # `python -m eva_cam.cli ...`, which is how torchrun starts it
     sys.exit(main())

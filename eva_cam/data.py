@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #1b5def59
 from __future__ import annotations
-import hashlib, io, os, pickle, random, tarfile
+import hashlib, io, os, pickle, random, tarfile, warnings
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -21,8 +21,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 # %% auto #0
 __all__ = ['CLASSES', 'CIFAR10_MEAN', 'CIFAR10_STD', 'SAMPLE_PATH', 'LAYOUTS', 'TRANSFORMS', 'Cifar10', 'read_local',
            'default_cache_dir', 'download_cifar10', 'find_local', 'load_cifar10', 'full_cifar10', 'channel_stats',
-           'get_transforms', 'CifarDataset', 'seed_worker', 'reseed', 'default_workers', 'get_dataloaders',
-           'denormalize', 'show_batch']
+           'get_transforms', 'CifarDataset', 'seed_worker', 'reseed', 'check_limit', 'default_workers',
+           'get_dataloaders', 'denormalize', 'show_batch']
 
 # %% ../nbs/00_data.ipynb #15d2b229
 CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck')
@@ -56,6 +56,8 @@ def _tar_members(path: Path):
         with tarfile.open(path) as tf:
             for m in tf:
                 parts = Path(m.name).parts
+                if m.issym() or m.islnk() or Path(m.name).is_absolute() or '..' in parts:
+                    warnings.warn(f"{path}: skipped {m.name!r} (a link, or a name outside the archive's own tree)"); continue
                 if not m.isfile() or len(parts) < 3: continue
                 split, cls, name = parts[-3:]
                 if split in ('train', 'test'): yield split, cls, name, tf.extractfile(m).read()
@@ -65,8 +67,9 @@ def _tar_members(path: Path):
 def _dir_members(path: Path):
     "Yield `(split, class, name, bytes)` for each file of an ImageFolder tree."
     for split in ('train', 'test'):
-        for cls_dir in sorted(p for p in (path/split).iterdir() if p.is_dir()):
+        for cls_dir in sorted(p for p in (path/split).iterdir() if p.is_dir() and not p.is_symlink()):
             for f in sorted(cls_dir.iterdir()):
+                if f.is_symlink(): warnings.warn(f"{path}: skipped the link {f} (only the tree's own files are read)"); continue
                 if f.is_file(): yield split, cls_dir.name, f.name, f.read_bytes()
 
 # %% ../nbs/00_data.ipynb #158c22d9
@@ -94,13 +97,28 @@ def _decode(members, where: str) -> dict:
     return out
 
 # %% ../nbs/00_data.ipynb #9faed884
+_SAFE_GLOBALS = {('numpy.core.multiarray', '_reconstruct'), ('numpy._core.multiarray', '_reconstruct'),
+                 ('numpy', 'ndarray'), ('numpy', 'dtype')}
+
+class _BatchUnpickler(pickle.Unpickler):
+    "An unpickler that builds plain data and NumPy arrays only: no other class or function is ever called."
+    def find_class(self, module, name):
+        if (module, name) in _SAFE_GLOBALS: return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"it asks to call {module}.{name}, which a CIFAR-10 batch never holds")
+
 def _read_batches(path: Path) -> dict:
-    "Read the official `cifar-10-batches-py` folder."
+    "Read the official `cifar-10-batches-py` folder, refusing any file that is not plain data."
     def read(name):
         f = path/name
         if not f.exists(): raise ValueError(f"{path} looks like cifar-10-batches-py but has no {name}. Expected {LAYOUTS}.")
-        with open(f, 'rb') as fh: d = pickle.load(fh, encoding='latin1')
-        return d['data'].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), np.array(d['labels'], dtype=np.int64)
+        try:
+            with open(f, 'rb') as fh: d = _BatchUnpickler(fh, encoding='latin1').load()
+        except Exception as e: raise ValueError(f"Refused {f}: {e}. Expected an official CIFAR-10 batch file.") from e
+        x, y = d.get('data') if isinstance(d, dict) else None, d.get('labels') if isinstance(d, dict) else None
+        if not (isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim == 2 and x.shape[1] == 3072
+                and isinstance(y, list) and len(y) == len(x) and all(type(v) is int and 0 <= v < 10 for v in y)):
+            raise ValueError(f"Refused {f}: expected a dict with 'data' (uint8 rows of 3072) and 'labels' (one class 0-9 per row).")
+        return x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), np.array(y, dtype=np.int64)
     tr = [read(f'data_batch_{i}') for i in range(1, 6)]
     x_test, y_test = read('test_batch')
     return dict(x_train=np.concatenate([x for x, _ in tr]), y_train=np.concatenate([y for _, y in tr]),
@@ -140,8 +158,11 @@ def _cached(path: Path, cache_dir: Path|None) -> dict:
     f = Path(cache_dir)/f"cifar10-{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]}.npz"
     stamp = _stamp(path)
     if f.exists():
-        with np.load(f) as z:
-            if 'stamp' in z.files and str(z['stamp']) == stamp: return {k: z[k] for k in z.files if k != 'stamp'}
+        try:
+            with np.load(f) as z:
+                if 'stamp' in z.files and str(z['stamp']) == stamp: return {k: z[k] for k in z.files if k != 'stamp'}
+        except Exception as e:  # a cut or damaged entry is only a cache: decode the copy again and replace it
+            warnings.warn(f"The cache entry {f} cannot be read ({type(e).__name__}); decoding {path} again.")
     arrays = read_local(path)
     f.parent.mkdir(parents=True, exist_ok=True)
     tmp = f.with_suffix(f'.tmp{os.getpid()}.npz')
@@ -268,6 +289,12 @@ def reseed(dl: DataLoader, seed: int, epoch: int = 0):
     if dl.generator is not None: dl.generator.manual_seed(s)
     if dl.num_workers == 0 and getattr(dl.dataset, 'tfm', None) is not None: dl.dataset.tfm.set_random_seed(s)
 
+# %% ../nbs/00_data.ipynb #277de14b
+def check_limit(limit) -> int|None:
+    "`limit` (use only the first `limit` images of each split) must be None or a positive integer; raises ValueError naming it otherwise."
+    if limit is None or (isinstance(limit, int) and not isinstance(limit, bool) and limit > 0): return limit
+    raise ValueError(f"limit must be a positive integer or None, got {limit!r}.")
+
 # %% ../nbs/00_data.ipynb #db899272
 def default_workers() -> int:
     "Worker processes for a DataLoader: half the cores, at most 4 (the model needs the rest on a CPU)."
@@ -287,6 +314,7 @@ def get_dataloaders(data: Cifar10, # the images, from `load_cifar10`
                    ) -> tuple[DataLoader, DataLoader]:
     "Training (shuffled, augmented) and test DataLoaders for `data` (this process's share of them in a distributed run)."
     if batch_size < 1: raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
+    check_limit(limit)
     if not 0 <= rank < world_size: raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}.")
     if batch_size % world_size: raise ValueError(f"batch_size {batch_size} must be a multiple of the {world_size} processes (each takes an equal share).")
     train_tfm, test_tfm = get_transforms(tfms, cutout=cutout)

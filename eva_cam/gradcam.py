@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 
 from .data import CIFAR10_MEAN, CIFAR10_STD, CLASSES, denormalize
 from .resnet import _model_device
@@ -23,7 +23,8 @@ from .train import unwrap
 
 # %% auto #0
 __all__ = ['CAM_METHODS', 'cam_layers', 'CamHooks', 'gradcam_weights', 'layercam_weights', 'cam_from', 'scale_cam', 'gradcam',
-           'overlay', 'show_cam', 'plot_gradcam', 'plot_gradcam_misclassified', 'GradCamExplorer', 'explain_image']
+           'overlay', 'show_cam', 'plot_gradcam', 'plot_gradcam_misclassified', 'GradCamExplorer', 'to_rgb8',
+           'explain_image']
 
 # %% ../nbs/04_gradcam.ipynb #e0db9fd7
 def cam_layers(model: nn.Module, input_size: tuple = (1, 3, 32, 32), # the shape of one input batch
@@ -64,6 +65,7 @@ class CamHooks:
             raise ValueError(f"Layer {name!r}'s output does not require grad: no gradient can reach it (is it computed under torch.no_grad() or detached?).")
         self.activations[name] = output
         output.register_hook(partial(self._save_grad, name))
+        return output.clone()  # the network goes on with a copy: an in-place op after this layer (ReLU(inplace=True), +=) cannot change what we keep
 
     def _save_grad(self, name, grad): self.gradients[name] = grad
 
@@ -117,6 +119,8 @@ def _check_input(model: nn.Module, x) -> None:
     if not isinstance(x, torch.Tensor) or x.ndim != 4 or not x.is_floating_point():
         got = f"{x.dtype} tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"x must be a normalised float batch of shape (N, C, H, W), got a {got}.")
+    bad = (~torch.isfinite(x)).sum().item()
+    if bad: raise ValueError(f"x holds {bad} NaN or infinite value(s): a map of such an input means nothing. Check how the batch was made.")
     conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
     if conv is not None and x.shape[1] != conv.in_channels:
         raise ValueError(f"x has {x.shape[1]} channels but the model's first convolution expects {conv.in_channels}.")
@@ -142,9 +146,14 @@ def _check_targets(targets, n: int) -> torch.Tensor|None:
 # %% ../nbs/04_gradcam.ipynb #d4d1036f
 def _raw_cams(model: nn.Module, x: torch.Tensor, names: list, targets: torch.Tensor|None, method: str = 'gradcam'):
     "Maps at each layer's resolution `{name: (N, h, w)}` and the logits, from one forward and one backward pass."
-    x = x.detach().to(_model_device(model)).requires_grad_(True)
-    with _eval_mode(model), torch.enable_grad(), CamHooks(model, names) as hooks:
+    with torch.inference_mode(False):  # called inside inference mode (Lightning's test loop): gradients are needed here
+        x = x.detach().to(_model_device(model)).clone().requires_grad_(True)  # a clone made here is an ordinary tensor
+        if targets is not None: targets = targets.clone()
+    with torch.inference_mode(False), _eval_mode(model), torch.enable_grad(), CamHooks(model, names) as hooks:
         logits = model(x)
+        if not isinstance(logits, torch.Tensor):
+            raise ValueError(f"The model returned a {type(logits).__name__}, not a tensor: Grad-CAM needs a model that returns the logits "
+                             f"(N, classes) alone. Wrap it, e.g. a module whose forward is `return model(x)[0]` or `model(x)['out']`.")
         if logits.ndim != 2: raise ValueError(f"The model returned shape {tuple(logits.shape)}; Grad-CAM needs logits (N, classes).")
         if targets is None: targets = logits.argmax(1)
         elif targets.max() >= logits.shape[1]:
@@ -318,13 +327,29 @@ class GradCamExplorer:
     def on_change_alpha(self, change=None): self.update()
 
 # %% ../nbs/04_gradcam.ipynb #96943ee2
+def to_rgb8(im: Image.Image) -> Image.Image:
+    """Any image Pillow opens as 8-bit RGB, its values kept: 16-bit and 32-bit grey scaled to 0-255 (Pillow's own
+    `convert('RGB')` clips them, so a 16-bit picture turns white), float grey read as 0-1 when it stays there,
+    transparency laid over white (as image viewers show it), and the EXIF orientation of a photo applied."""
+    im = ImageOps.exif_transpose(im)
+    if im.mode.startswith('I;16') or im.mode in ('I', 'F'):
+        a = np.asarray(im, dtype=np.float64)
+        if im.mode.startswith('I;16') or a.max() > 255: a = a / 257  # 16-bit range: 65535 -> 255
+        elif im.mode == 'F' and a.max() <= 1: a = a * 255
+        im = Image.fromarray(np.clip(a.round(), 0, 255).astype(np.uint8), 'L')
+    if im.mode in ('RGBA', 'LA', 'PA') or (im.mode == 'P' and 'transparency' in im.info):
+        rgba = im.convert('RGBA')
+        white = Image.new('RGBA', rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert('RGB')
+    return im.convert('RGB')
+
 def _load_image(path: Path, size: int, mean: tuple, std: tuple):
     "Read an image file as a normalised batch `(1, 3, size, size)`, and a note of how it was resized."
     try:
         im = Image.open(path); im.load()
     except Exception as e: raise ValueError(f"{path} is not an image Pillow can read ({e}).") from e
     note = f"resized from {im.size[0]}x{im.size[1]} to {size}x{size}" if im.size != (size, size) else f"{size}x{size}, not resized"
-    rgb = torch.from_numpy(np.asarray(im.convert('RGB').resize((size, size), Image.BICUBIC), dtype=np.float32) / 255)
+    rgb = torch.from_numpy(np.asarray(to_rgb8(im).resize((size, size), Image.BICUBIC), dtype=np.float32) / 255)
     x = (rgb.permute(2, 0, 1) - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
     return x[None], note
 
@@ -355,7 +380,7 @@ def explain_image(model: nn.Module, image_path: str|Path,
     cls = int(probs.argmax()) if cls is None else cls
     fig = plot_gradcam(x, scale_cam(raw[layer], (size, size)).cpu(), mean=mean, std=std)
     fig.suptitle(f"{image_path.name} ({note}): map for {classes[cls]}" + (f", true {classes[true]}" if true is not None else ''), fontsize=8)
-    fig.tight_layout(); fig.savefig(out, dpi=120); plt.close(fig)
+    fig.tight_layout(); fig.savefig(out, dpi=120, format='png'); plt.close(fig)  # exactly `out`: matplotlib would add .png to a name without it
     print(f"{image_path}: {note}; {layer} map for {classes[cls]} written to {out}")
     p, top = probs.topk(3)
     return [(classes[c], float(q)) for q, c in zip(p, top)]

@@ -59,6 +59,16 @@ def _model_device(model: nn.Module) -> torch.device:
     return p.device
 
 # %% ../nbs/03_lrfinder.ipynb #c12e493f
+def _augmenters(dl) -> list:
+    "The Albumentations pipeline of `dl`'s dataset and every transform in it: each draws from random generators of its own."
+    found, todo = [], [getattr(getattr(dl, 'dataset', None), 'tfm', None)]
+    while todo:
+        t = todo.pop()
+        if t is None: continue
+        if hasattr(t, 'random_generator') and hasattr(t, 'py_random'): found.append(t)
+        todo.extend(getattr(t, 'transforms', None) or [])
+    return found
+
 @contextmanager
 def preserved_state(model: nn.Module, # its parameters, buffers, grads, train/eval flags and device come back
                     optimizer: torch.optim.Optimizer|None = None, # its state and param groups come back
@@ -71,6 +81,7 @@ def preserved_state(model: nn.Module, # its parameters, buffers, grads, train/ev
     modes = [(m, m.training) for m in model.modules()]
     opt_state = copy.deepcopy(optimizer.state_dict()) if optimizer is not None else None
     gens = [(dl.generator, dl.generator.get_state()) for dl in loaders if getattr(dl, 'generator', None) is not None]
+    augs = [(t, t.random_generator.bit_generator.state, t.py_random.getstate()) for dl in loaders for t in _augmenters(dl)]
     rng = _rng_state()
     try: yield
     finally:
@@ -81,6 +92,7 @@ def preserved_state(model: nn.Module, # its parameters, buffers, grads, train/ev
         for m, training in modes: m.training = training
         if optimizer is not None: optimizer.load_state_dict(opt_state)
         for g, s in gens: g.set_state(s)
+        for t, np_state, py_state in augs: t.random_generator.bit_generator.state = np_state; t.py_random.setstate(py_state)
         _set_rng_state(rng)
 
 # %% ../nbs/03_lrfinder.ipynb #932457d2
@@ -138,7 +150,7 @@ def _range_test(model, train_dl, optimizer, criterion, lrs, smooth_f, diverge_th
         raw.append(loss)
         smoothed = smooth_losses(raw, smooth_f)[-1]
         best = min(best, smoothed)
-        if not math.isfinite(smoothed) or smoothed > diverge_th * best:
+        if not math.isfinite(smoothed) or smoothed - best > (diverge_th - 1) * abs(best):  # diverge_th x best, for a loss of any sign
             diverged = True
             break
     return lrs[:len(raw)], smooth_losses(raw, smooth_f), np.array(raw), diverged
@@ -232,6 +244,8 @@ def _check_args(model, train_dl, optimizer, num_iter, smooth_f, diverge_th, val_
     for name, dl in (('train_dl', train_dl), ('val_dl', val_dl)):
         if dl is not None and hasattr(dl, '__len__') and len(dl) == 0:
             raise ValueError(f"{name} yields no batch (its length is 0): give a loader with at least one (inputs, targets) batch.")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError("Every parameter of the model is frozen (requires_grad=False): a range test needs weights to train. Unfreeze some first.")
     if optimizer is None: return
     if any('initial_lr' in g for g in optimizer.param_groups):
         raise ValueError("The optimizer already has an LR scheduler attached ('initial_lr' is in its param groups): the scheduler "

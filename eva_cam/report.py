@@ -24,7 +24,11 @@ def read_run(run: str|Path) -> tuple[dict, History]:
     run = Path(run)
     for f in ('metrics.json', 'history.json'):
         if not (run/f).is_file(): raise FileNotFoundError(f"No {f} in {run}: give a run folder written by `eva_cam train`.")
-    return json.loads((run/'metrics.json').read_text()), History.load(run/'history.json')
+    try: metrics = json.loads((run/'metrics.json').read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ValueError(f"{run/'metrics.json'} is not a metrics file written by `eva_cam train` ({e}).") from e
+    if not isinstance(metrics, dict) or not {'epochs', 'final_test_acc', 'config', 'data_source'} <= set(metrics):
+        raise ValueError(f"{run/'metrics.json'} is not a metrics file written by `eva_cam train` (keys missing).")
+    return metrics, History.load(run/'history.json')
 
 # %% ../nbs/05_session8_report.ipynb #105e88db
 def evidence(metrics: dict) -> dict:
@@ -61,10 +65,16 @@ def results_table(metrics: dict) -> list[tuple]:
 
 # %% ../nbs/05_session8_report.ipynb #7e192f02
 def _data_for(metrics: dict, data=None):
-    "The data set a run was tested on (or `data`, when given)."
+    """The data set to test a run on: `data` when given, else the run's own when it names one of eva_cam's sources.
+
+    A path named inside `metrics.json` is never opened: a run folder can come from anyone, and a data folder can
+    hold files that are unsafe to read. Such a run is reported on `load_cifar10('auto')`, with a note when that differs."""
     if data is not None: return data if not isinstance(data, (str, Path)) else load_cifar10(data)
     src = metrics['data_source']
-    return load_cifar10('download' if src == 'torchvision download' else src)
+    if src in ('sample', 'torchvision download'): return load_cifar10('download' if src != 'sample' else 'sample')
+    data = load_cifar10('auto')
+    if data.source != src: print(f"The run was tested on {src!r}, which the report does not open; it tests on {data.source!r} (give --data to choose).")
+    return data
 
 def report_figures(run: str|Path, # a run folder written by `train_run`
                    data=None, # the data set (a Cifar10 or a source); default: the run's own data source

@@ -4,10 +4,11 @@
 
 # %% ../nbs/02_train.ipynb #88d273e9
 from __future__ import annotations
-import contextlib, copy, datetime, itertools, json, math, os, platform, random, subprocess, tempfile, time
+import contextlib, copy, datetime, itertools, json, math, os, platform, random, shutil, subprocess, tempfile, time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import filelock
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -19,16 +20,16 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, OneCycleLR, ReduceLROnPl
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from tqdm.auto import tqdm
 
-from .data import CLASSES, TRANSFORMS, Cifar10, denormalize, get_dataloaders, load_cifar10, reseed
+from .data import CLASSES, TRANSFORMS, Cifar10, check_limit, denormalize, get_dataloaders, load_cifar10, reseed
 from .resnet import _model_device, BasicBlock, ResNet18, ResNet34
 
 # %% auto #0
 __all__ = ['DEVICES', 'PRECISIONS', 'OPTIMIZERS', 'SCHEDULERS', 'RECIPES', 'REPORTED_ACCURACY', 'MODELS', 'RUN_FILES',
            'get_device', 'resolve_precision', 'autocast', 'grad_scaler', 'set_seed', 'unwrap', 'train_epoch', 'predict',
            'evaluate', 'History', 'plot_history', 'make_optimizer', 'make_scheduler', 'ema_model', 'recompute_bn',
-           'get_recipe', 'make_model', 'save_checkpoint', 'load_checkpoint', 'checkpoint_model', 'fit', 'train_run',
-           'estimate_epoch_seconds', 'Misclassified', 'get_misclassified', 'confusion_matrix', 'per_class_accuracy',
-           'plot_confusion_matrix', 'plot_misclassified']
+           'get_recipe', 'make_model', 'save_checkpoint', 'load_checkpoint', 'checkpoint_model', 'fit',
+           'lock_run_folder', 'train_run', 'estimate_epoch_seconds', 'Misclassified', 'get_misclassified',
+           'confusion_matrix', 'per_class_accuracy', 'plot_confusion_matrix', 'plot_misclassified']
 
 # %% ../nbs/02_train.ipynb #be5ad437
 DEVICES = ('cuda', 'mps', 'cpu')
@@ -115,9 +116,11 @@ def _device_for(model: nn.Module, device) -> torch.device:
     "The device named (see `get_device`), or for None the device `model` is on: a model is never moved unasked."
     return _model_device(model) if device is None else get_device(device)
 
-def _check_finite(loss: float, where: str):
-    if not math.isfinite(loss):
-        raise FloatingPointError(f"The loss became {loss} {where}. Training diverged: try a lower learning rate, "
+def _check_finite(loss: float, where: str, lr: float|None = None, num_classes: int|None = None):
+    "Raise FloatingPointError when the loss is NaN or infinite, or (given `num_classes`) above 100 x ln(num_classes), a hundred times a uniform guess's."
+    at = f" at learning rate {lr:.3g}" if lr is not None else ''
+    if not math.isfinite(loss) or (num_classes is not None and loss > 100 * math.log(num_classes)):
+        raise FloatingPointError(f"The loss became {loss:.4g} {where}{at}: training diverged. Try a lower learning rate, "
                                  f"or precision='fp32'.")
 
 # %% ../nbs/02_train.ipynb #c74e63a2
@@ -153,7 +156,7 @@ def train_epoch(model: nn.Module, dl, optimizer: torch.optim.Optimizer,
             total += loss.detach().float() * len(yb); correct += (out.argmax(1) == yb).sum(); n += len(yb)
             if i % log_every == 0 or i == len(dl) - 1:
                 running = total.item() / n
-                _check_finite(running, f"in {epoch_desc}, batch {i+1}")
+                _check_finite(running, f"in {epoch_desc}, batch {i+1}", optimizer.param_groups[0]['lr'], out.shape[1])
                 bar.set_postfix(loss=f'{running:.3f}', acc=f'{correct.item()/n:.3f}')
     finally: model.train(was_training)
     if n == 0: raise ValueError("The training DataLoader gave no batches.")
@@ -340,29 +343,31 @@ def _check_config(cfg: dict):
     "Raise a ValueError naming the first bad value of a recipe."
     def need(ok, key, expected):
         if not ok: raise ValueError(f"Bad recipe value {key}={cfg[key]!r}: expected {expected}.")
+    num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)  # True is not a number here
     pos_int = lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0
     need(cfg['model'] in MODELS, 'model', f"one of {tuple(MODELS)}")
     need(pos_int(cfg['epochs']), 'epochs', 'a positive integer')
     need(pos_int(cfg['batch_size']), 'batch_size', 'a positive integer')
     need(cfg['tfms'] in TRANSFORMS, 'tfms', f"one of {TRANSFORMS}")
     need(cfg['optimizer'] in OPTIMIZERS, 'optimizer', f"one of {OPTIMIZERS}")
-    need(cfg['lr'] == 'find' or (isinstance(cfg['lr'], (int, float)) and cfg['lr'] > 0), 'lr', "a positive number or 'find'")
+    need(cfg['lr'] == 'find' or (num(cfg['lr']) and cfg['lr'] > 0), 'lr', "a positive number or 'find' (finite)")
     need(cfg['scheduler'] in SCHEDULERS, 'scheduler', f"one of {tuple(SCHEDULERS)}")
-    need(isinstance(cfg['scheduler_kw'], dict) and set(cfg['scheduler_kw']) <= set(SCHEDULERS[cfg['scheduler']]),
-         'scheduler_kw', f"settings of {cfg['scheduler']!r} among {list(SCHEDULERS[cfg['scheduler']])}")
-    need(isinstance(cfg['label_smoothing'], (int, float)) and 0 <= cfg['label_smoothing'] < 1, 'label_smoothing', 'a number in [0, 1)')
+    need(isinstance(cfg['scheduler_kw'], dict) and set(cfg['scheduler_kw']) <= set(SCHEDULERS[cfg['scheduler']])
+         and all(num(v) for v in cfg['scheduler_kw'].values()),
+         'scheduler_kw', f"numeric settings of {cfg['scheduler']!r} among {list(SCHEDULERS[cfg['scheduler']])}")
+    need(num(cfg['label_smoothing']) and 0 <= cfg['label_smoothing'] < 1, 'label_smoothing', 'a number in [0, 1)')
     need(cfg['precision'] in PRECISIONS, 'precision', f"one of {PRECISIONS}")
-    need(isinstance(cfg['weight_decay'], (int, float)) and cfg['weight_decay'] >= 0, 'weight_decay', 'a number >= 0')
-    need(isinstance(cfg['momentum'], (int, float)) and not isinstance(cfg['momentum'], bool) and 0 <= cfg['momentum'] < 1,
+    need(num(cfg['weight_decay']) and cfg['weight_decay'] >= 0, 'weight_decay', 'a number >= 0 (finite)')
+    need(num(cfg['momentum']) and 0 <= cfg['momentum'] < 1,
          'momentum', 'a number in [0, 1)')
     for key in ('nesterov', 'wd_on_bn_bias', 'zero_init_residual'): need(isinstance(cfg[key], bool), key, 'True or False')
     need(not (cfg['nesterov'] and cfg['optimizer'] == 'sgd' and cfg['momentum'] == 0), 'nesterov', 'False when momentum is 0')
-    need(isinstance(cfg['seed'], int), 'seed', 'an integer')
+    need(isinstance(cfg['seed'], int) and not isinstance(cfg['seed'], bool), 'seed', 'an integer')
     need(pos_int(cfg['lr_find_iter']), 'lr_find_iter', 'a positive integer (steps of the LR range test)')
     need(isinstance(cfg['compile'], bool), 'compile', 'True or False')
     need(isinstance(cfg['cutout'], int) and not isinstance(cfg['cutout'], bool) and 0 <= cfg['cutout'] <= 32, 'cutout',
          'the side of the cutout hole in pixels, an integer from 0 (no cutout) to 32')
-    need(isinstance(cfg['ema'], (int, float)) and not isinstance(cfg['ema'], bool) and 0 <= cfg['ema'] < 1, 'ema',
+    need(num(cfg['ema']) and 0 <= cfg['ema'] < 1, 'ema',
          'a number in [0, 1): the decay per step of the weight average (0: no average)')
 
 def get_recipe(name: str = 'fast', # one of RECIPES
@@ -560,6 +565,41 @@ def fit(model: nn.Module, train_dl, test_dl,
 
 # %% ../nbs/02_train.ipynb #cdeef410
 RUN_FILES = ('checkpoint.pt', 'best.pt', 'history.json', 'metrics.json', 'curves.png')
+_FOUND_LR_FILES = ('lr_find.json', 'lr_find.png')  # a run with lr='find' writes these too
+
+@contextlib.contextmanager
+def lock_run_folder(out: Path):
+    "Hold a lock on the run folder `out` while a run writes it; a second run into it is refused, naming the folder and the process."
+    if os.environ.get('RANK', '0') != '0': yield; return  # under torchrun, process 0 alone writes the folder and holds its lock
+    made = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    lock, pid = filelock.FileLock(out/'.lock'), out/'.lock.pid'
+    try: lock.acquire(timeout=0)
+    except filelock.Timeout:
+        who = pid.read_text().strip() if pid.is_file() else 'unknown'
+        raise FileExistsError(f"{out} is being written by another eva_cam run (process {who}): wait for it to end, or choose another folder.") from None
+    try:
+        pid.write_text(str(os.getpid()))
+        yield
+    finally:
+        pid.unlink(missing_ok=True); lock.release(); (out/'.lock').unlink(missing_ok=True)
+        if made and not any(out.iterdir()): out.rmdir()  # a run that failed before writing anything leaves no empty folder
+
+@contextlib.contextmanager
+def _replacing(out: Path, force: bool):
+    "With `force`, move the old run's files aside; put them back if the new run fails before its first checkpoint, else delete them."
+    old = [f for f in RUN_FILES + _FOUND_LR_FILES if (out/f).exists()] if force and _is_main() else []
+    aside = out/'.replaced'
+    if old:
+        shutil.rmtree(aside, ignore_errors=True); aside.mkdir()
+        for f in old: os.replace(out/f, aside/f)
+    try: yield
+    except BaseException:
+        if old and not (out/'checkpoint.pt').exists():
+            for f in old: os.replace(aside/f, out/f)
+        raise
+    finally:
+        if old: shutil.rmtree(aside, ignore_errors=True)
 
 def _device_name(device: torch.device) -> str:
     if device.type == 'cuda': return torch.cuda.get_device_name(device)
@@ -621,16 +661,17 @@ def train_run(recipe: str = 'fast', # one of RECIPES
     overrides = {**overrides, **{k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr).items() if v is not None}}
     get_recipe(recipe, **overrides)
     dev = get_device(device)
-    if limit is not None and not (isinstance(limit, int) and limit > 0): raise ValueError(f"limit must be a positive integer or None, got {limit!r}.")
+    check_limit(limit)
     if num_workers is not None and not (isinstance(num_workers, int) and num_workers >= 0): raise ValueError(f"num_workers must be an integer >= 0, got {num_workers!r}.")
     if sync_bn and dev.type != 'cuda': raise ValueError(f"sync_bn=True needs CUDA devices (PyTorch's SyncBatchNorm does not run on {dev.type}).")
+    if out is not None and not str(out).strip(): raise ValueError("The run folder is empty (''): give a folder name, or None for runs/<recipe>.")
     out = Path(out) if out is not None else Path('runs')/recipe
     _check_run_folder(out, resume, force)
     session = contextlib.nullcontext(dev)
     if _torchrun_world_size() > 1 and not _distributed():
         from eva_cam.distributed import distributed_session  # chapter 07, imported only when torchrun started us
         session = distributed_session(dev, out)
-    with session as dev:
+    with lock_run_folder(out), session as dev:
         data = data if isinstance(data, Cifar10) else _load_in_turn(data)
         cfg = _run_config(recipe, data, limit, overrides)
         if resume:
@@ -682,23 +723,22 @@ def _train_run(cfg: dict, data: Cifar10, out: Path, device: torch.device, resume
     opt = make_optimizer(model, cfg['optimizer'], 1.0 if find else cfg['lr'], cfg['momentum'], cfg['nesterov'],
                          cfg['weight_decay'], cfg['wd_on_bn_bias'])
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg['label_smoothing'])
-    if force and _is_main():
-        for f in RUN_FILES: (out/f).unlink(missing_ok=True)
-    if find and not resume:  # a resumed run restores its lr; in a distributed run rank 0 tests and tells the others
-        _set_found_lr(model, train_dl if world == 1 else None, data, opt, criterion, device, cfg, out, num_workers)
-    if sync_bn and world > 1: model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # keeps the same parameters
-    sched = make_scheduler(opt, cfg['scheduler'], cfg['epochs'], len(train_dl), **cfg['scheduler_kw'])
-    ema = ema_model(model, cfg['ema']) if cfg['ema'] else None
-    hist = fit(model, train_dl, test_dl, cfg['epochs'], opt, sched, criterion, device, cfg['precision'], out,
-               cfg['seed'], resume, cfg, use_compile=cfg['compile'], ema=ema)
-    tta_loss, tta_acc = evaluate(model if ema is None else ema.module, test_dl, None, device, cfg['precision'], tta=True)
-    if not _is_main(): return hist
-    n_test = len(data.x_test[:cfg['limit']])
-    _write_metrics(out, hist, cfg, device, tta_acc, data, len(train_dl.dataset), n_test, world)
-    fig = plot_history(hist, title=f"{cfg['recipe']} on {cfg['data']}")
-    _atomic_write(out/'curves.png', lambda tmp: fig.savefig(tmp, dpi=100, format='png'))
-    plt.close(fig)
-    return hist
+    with _replacing(out, force):  # with force, the old run's files stay until the new run's first checkpoint
+        if find and not resume:  # a resumed run restores its lr; in a distributed run rank 0 tests and tells the others
+            _set_found_lr(model, train_dl if world == 1 else None, data, opt, criterion, device, cfg, out, num_workers)
+        if sync_bn and world > 1: model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # keeps the same parameters
+        sched = make_scheduler(opt, cfg['scheduler'], cfg['epochs'], len(train_dl), **cfg['scheduler_kw'])
+        ema = ema_model(model, cfg['ema']) if cfg['ema'] else None
+        hist = fit(model, train_dl, test_dl, cfg['epochs'], opt, sched, criterion, device, cfg['precision'], out,
+                   cfg['seed'], resume, cfg, use_compile=cfg['compile'], ema=ema)
+        tta_loss, tta_acc = evaluate(model if ema is None else ema.module, test_dl, None, device, cfg['precision'], tta=True)
+        if not _is_main(): return hist
+        n_test = len(data.x_test[:cfg['limit']])
+        _write_metrics(out, hist, cfg, device, tta_acc, data, len(train_dl.dataset), n_test, world)
+        fig = plot_history(hist, title=f"{cfg['recipe']} on {cfg['data']}")
+        _atomic_write(out/'curves.png', lambda tmp: fig.savefig(tmp, dpi=100, format='png'))
+        plt.close(fig)
+        return hist
 
 # %% ../nbs/02_train.ipynb #2acdb1f7
 def _write_metrics(out: Path, h: History, cfg: dict, device: torch.device, tta_acc: float, data: Cifar10, n_train: int, n_test: int,
@@ -720,16 +760,19 @@ def _write_metrics(out: Path, h: History, cfg: dict, device: torch.device, tta_a
 def estimate_epoch_seconds(model: nn.Module, dl, device: str|torch.device|None = None, precision: str = 'auto',
                            batches: int = 3, # training steps timed, after one more to warm up
                           ) -> float:
-    "Seconds one training epoch over `dl` takes on this machine: `batches` steps of a copy of `model`, timed and scaled to `len(dl)`."
+    """Seconds one training epoch over `dl` takes on this machine, from `batches` timed steps of a copy of `model`.
+
+    The copy trains with learning rate 0, so `model` is untouched. Testing is not counted. Raises ValueError when
+    `batches` is not a positive integer or `dl` gives fewer than two batches (one to warm up, one to time)."""
     if not (isinstance(batches, int) and batches > 0): raise ValueError(f"batches must be a positive integer, got {batches!r}.")
-    net = copy.deepcopy(unwrap(model))  # the model itself is left untouched
-    opt = torch.optim.SGD(net.parameters(), lr=0.0)
     steps = list(itertools.islice(iter(dl), batches + 1))
-    if len(steps) < batches + 1: return 0.0 if not steps else float('nan')
+    if len(steps) < 2: raise ValueError(f"The DataLoader gave {len(steps)} batch(es): at least 2 are needed, one to warm up and one to time.")
+    net = copy.deepcopy(unwrap(model))
+    opt = torch.optim.SGD(net.parameters(), lr=0.0)
     train_epoch(net, steps[:1], opt, device=device, precision=precision, epoch_desc='warm-up')
     t0 = time.perf_counter()
-    train_epoch(net, steps[1:], opt, device=device, precision=precision, epoch_desc='timing')
-    return (time.perf_counter() - t0) / batches * len(dl)
+    train_epoch(net, steps[1:], opt, device=device, precision=precision, epoch_desc='timing')  # ends with .item(): the device has finished
+    return (time.perf_counter() - t0) / (len(steps) - 1) * len(dl)
 
 # %% ../nbs/02_train.ipynb #e8124785
 @dataclass

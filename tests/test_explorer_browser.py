@@ -145,4 +145,9 @@ def test_explorer_in_browser(voila_url):
     assert not local_failures, local_failures
     print("requests to other hosts that failed (offline machine):", [u for u in failed_requests if not u.startswith(url)])
     real_errors = [e for e in console_errors if not e.startswith('Failed to load resource')]
+    import ipywidgets
+    if ipywidgets.__version__.startswith('7.'):
+        # ipywidgets 7 (Colab's) typesets each description with MathJax 2's MathJax.Hub.Queue; Voila 0.4, the Voila for
+        # ipywidgets 7, loads MathJax 3, which has no Hub. The text is set before the call fails, so nothing is lost
+        real_errors = [e for e in real_errors if "reading 'Queue'" not in e]
     assert not real_errors, '\n---\n'.join(real_errors)

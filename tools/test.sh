@@ -58,6 +58,19 @@ if { python3 -m venv "$student" && "$student/bin/python" -m pip install -q --upg
     if "$student/bin/python" tools/run_all.py "$nb" > "$TMPDIR/run_all.log" 2>&1; then pass "Run all: $(grep -m1 '^PASS' "$TMPDIR/run_all.log" | cut -c6-)"
     else grep -v 'Kernel is running over TCP' "$TMPDIR/run_all.log"; fail "Run all: $nb"; fi
   done
+  # again with the full data set, where there is one: only the chapters with full-data cells do anything more
+  full="${EVA_CAM_DATA:-}"; [ -z "$full" ] && [ -f ../shared/data/cifar10-jpeg.tar.gz ] && full=$(cd ../shared/data && pwd)/cifar10-jpeg.tar.gz
+  if [ -n "$full" ]; then
+    for nb in $(grep -l '#| fulldata' nbs/*.ipynb); do
+      if EVA_CAM_DATA="$full" "$student/bin/python" tools/run_all.py "$nb" > "$TMPDIR/run_all.log" 2>&1; then pass "Run all with EVA_CAM_DATA: $(grep -m1 '^PASS' "$TMPDIR/run_all.log" | cut -c6-)"
+      else grep -v 'Kernel is running over TCP' "$TMPDIR/run_all.log"; fail "Run all with EVA_CAM_DATA: $nb"; fi
+    done
+  fi
+  # the explorer in a browser again, with Colab's ipywidgets 7.7.1 (and Voila 0.4, the Voila for ipywidgets 7)
+  if "$student/bin/python" -m pip install -q "ipywidgets==7.7.1" "voila<0.5" playwright pytest > "$TMPDIR/w7-install.log" 2>&1 \
+     && "$student/bin/python" -m pytest -q -x tests/test_explorer_browser.py > "$TMPDIR/w7.log" 2>&1; then
+    pass "tests/test_explorer_browser.py with ipywidgets 7.7.1"
+  else cat "$TMPDIR/w7-install.log" "$TMPDIR/w7.log" 2>/dev/null | tail -40; fail "tests/test_explorer_browser.py with ipywidgets 7.7.1"; fi
 else
   tail -20 "$TMPDIR/student-install.log"; fail "Run all: pip install . in a fresh environment"
 fi
