@@ -12,7 +12,7 @@ The first run with `ema` (8 epochs, decay 0.998) was made by the code of bede6cc
 (`use_buffers=True`) and tested the average with them; its checkpoints, one copied after each epoch, are what this
 script was written for. For a run of the current code, "as the run tested it" is already with recomputed statistics.
 
-    # checkpoint.pt of `python bench/fast_cpu.py ... --epochs 8 --set ema=0.998`, copied after each epoch
+    # checkpoint.pt of `python bench/fast_cpu.py ... --epochs 8 --set ema=0.998` (now bench/run_plan.py), copied after each epoch
     python bench/ema_bn.py snaps/epoch*.pt --data ../shared/data/cifar10-jpeg.tar.gz \\
         --json bench/results/fast8-ema998-bn-cpu.json
 """

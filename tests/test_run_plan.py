@@ -1,0 +1,78 @@
+"""bench/run_plan.py on the bundled sample: it trains each run of a plan, skips the finished, resumes the stopped,
+and writes records and a summary from the runs' own files."""
+import importlib.util, json, shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+spec = importlib.util.spec_from_file_location('run_plan', ROOT/'bench'/'run_plan.py')
+run_plan = importlib.util.module_from_spec(spec); spec.loader.exec_module(run_plan)
+
+PLAN = {'runs': [{'setting': 'tiny', 'recipe': 'fast', 'epochs': 2, 'seeds': [0, 1], 'limit': 64, 'batch_size': 32},
+                 {'setting': 'tiny-ls0', 'recipe': 'fast', 'epochs': 1, 'seeds': [0], 'limit': 64, 'batch_size': 32,
+                  'set': {'label_smoothing': 0.0}}]}
+
+
+@pytest.fixture(scope='module')
+def done(tmp_path_factory):
+    "The plan run once on the sample: (folder, the script's output)."
+    d = tmp_path_factory.mktemp('plan')
+    (d/'plan.json').write_text(json.dumps(PLAN))
+    args = ['--plan', str(d/'plan.json'), '--data', 'sample', '--runs', str(d/'runs'), '--results', str(d/'results'),
+            '--summary', str(d/'summary.md'), '--device', 'cpu', '--workers', '0']
+    run_plan.main(args)
+    return d, args
+
+
+def test_records(done):
+    d, _ = done
+    assert sorted(p.name for p in (d/'results').iterdir()) == ['tiny-ls0-seed0.json', 'tiny-seed0.json', 'tiny-seed1.json']
+    for name, seed, epochs in (('tiny-seed0', 0, 2), ('tiny-seed1', 1, 2), ('tiny-ls0-seed0', 0, 1)):
+        rec = json.loads((d/'results'/f'{name}.json').read_text())
+        m = json.loads((d/'runs'/name/'metrics.json').read_text())
+        assert rec['finished'] and rec['seed'] == seed and rec['recipe_as_run']['seed'] == seed
+        assert len(rec['test_acc_per_epoch']) == len(rec['seconds_per_epoch']) == epochs
+        assert (rec['final_test_acc'], rec['final_test_acc_flip_tta']) == (m['final_test_acc'], m['final_tta_acc'])
+        assert rec['test_images'] == 64 and rec['train_images_per_second'] > 0
+        for key in ('device', 'device_name', 'torch_version', 'git_commit', 'run_finished'): assert key in rec, key
+    assert json.loads((d/'results'/'tiny-ls0-seed0.json').read_text())['recipe_as_run']['label_smoothing'] == 0.0
+    # the two seeds trained differently
+    a, b = (json.loads((d/'results'/f'tiny-seed{s}.json').read_text())['train_acc_per_epoch'] for s in (0, 1))
+    assert a != b
+
+
+def test_summary(done):
+    d, _ = done
+    accs = [100 * json.loads((d/'results'/f'tiny-seed{s}.json').read_text())['final_test_acc'] for s in (0, 1)]
+    row = next(l for l in (d/'summary.md').read_text().splitlines() if l.startswith('| tiny |'))
+    cells = [c.strip() for c in row.strip('|').split('|')]
+    assert cells[3] == '2 of 2'
+    assert cells[4:7] == [f'{sum(accs) / 2:.2f}', f'{min(accs):.2f}', f'{max(accs):.2f}']
+
+
+def test_skip_finished(done, capsys):
+    d, args = done
+    stamps = {p: p.stat().st_mtime_ns for p in (d/'runs').rglob('*.pt')}
+    run_plan.main(args)
+    assert capsys.readouterr().out.count('skipped (finished)') == 3
+    assert stamps == {p: p.stat().st_mtime_ns for p in (d/'runs').rglob('*.pt')}  # nothing trained again
+
+
+def test_resume_stopped(done, capsys):
+    "A run stopped after its last checkpoint but before metrics.json resumes: no epoch trained again, a record written."
+    d, args = done
+    run = d/'runs'/'tiny-seed0'
+    history = json.loads((run/'history.json').read_text())
+    for f in ('metrics.json', 'curves.png'): (run/f).unlink()
+    (d/'results'/'tiny-seed0.json').unlink()
+    run_plan.main(args + ['--only', 'tiny-seed0'])
+    assert 'tiny-seed0: resumed' in capsys.readouterr().out
+    rec = json.loads((d/'results'/'tiny-seed0.json').read_text())
+    assert rec['finished'] and rec['seconds_per_epoch'] == history['seconds']  # the epochs' own times kept: not retrained
+
+
+def test_bad_plan(tmp_path):
+    (tmp_path/'plan.json').write_text(json.dumps({'runs': [PLAN['runs'][0], PLAN['runs'][0]]}))
+    with pytest.raises(ValueError, match='names a run twice'): run_plan.main(['--plan', str(tmp_path/'plan.json'), '--summary-only'])
+    with pytest.raises(SystemExit): run_plan.main(['--plan', str(ROOT/'bench'/'plan.json'), '--only', 'nope', '--summary-only'])
