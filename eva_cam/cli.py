@@ -111,7 +111,6 @@ def cmd_cam(a) -> int:
     target = int(a.target) if a.target.isdigit() else a.target
     top3 = explain_image(model, a.image, layer=a.layer, target=target, out=a.out, true_class=a.true_class)
     for c, p in top3: print(f"{c:>12s} {p:6.1%}")
-    print(f"Grad-CAM of {a.layer} written to {a.out}")
     return 0
 
 # %% ../nbs/06_cli.ipynb #2f3d6541

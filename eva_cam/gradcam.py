@@ -205,7 +205,8 @@ def show_cam(image: torch.Tensor, # a normalised image `(3, H, W)`
     ax.axis('off')
     if title: ax.set_title(title, fontsize=8)
     if cam.max() <= 0:  # Grad-CAM keeps only positive evidence: none at all gives a map of zeros, drawn as the bare image
-        ax.text(0.5, -0.04, 'flat map: nothing here\nspeaks for this class', transform=ax.transAxes, ha='center', va='top', fontsize=7)
+        ax.text(0.5, 0.03, 'flat map: nothing here\nspeaks for this class', transform=ax.transAxes, ha='center', va='bottom', fontsize=6,
+                color='white', bbox=dict(facecolor='black', alpha=0.6, pad=1.5, linewidth=0))  # inside the image: no clash with the next row
     return ax
 
 # %% ../nbs/04_gradcam.ipynb #d252391a

@@ -19,8 +19,8 @@ from .train import _atomic_write, _rng_state, _set_rng_state, autocast, get_devi
 
 # %% auto #0
 __all__ = ['STEP_MODES', 'MIN_POINTS', 'SUGGESTIONS', 'DEFAULT_SUGGESTION', 'lr_schedule', 'smooth_losses', 'preserved_state',
-           'suggest_steepest', 'suggest_minimum', 'suggest_valley', 'suggest_lrs', 'LRFindResult', 'lr_find',
-           'plot_lr_find', 'result_to_dict', 'lr_find_to_dir']
+           'suggest_steepest', 'suggest_minimum', 'suggest_lowest', 'suggest_valley', 'suggest_lrs', 'LRFindResult',
+           'lr_find', 'plot_lr_find', 'result_to_dict', 'lr_find_to_dir']
 
 # %% ../nbs/03_lrfinder.ipynb #f9aca4cd
 STEP_MODES = ('exp', 'linear')
@@ -182,6 +182,12 @@ def suggest_minimum(lrs, losses) -> float:
     lrs, losses = _finite_prefix(lrs, losses)
     return float(lrs[losses.argmin()] / 10)
 
+# %% ../nbs/03_lrfinder.ipynb #fb5eadf3
+def suggest_lowest(lrs, losses) -> float:
+    "The lr with the lowest loss: where the loss stops falling (read off the plot by many torch-lr-finder users)."
+    lrs, losses = _finite_prefix(lrs, losses)
+    return float(lrs[losses.argmin()])
+
 # %% ../nbs/03_lrfinder.ipynb #1567b02e
 def suggest_valley(lrs, losses) -> float:
     "A point about half-way down the longest decreasing sequence of losses (fastai's `valley`, by ESRI)."
@@ -195,7 +201,7 @@ def suggest_valley(lrs, losses) -> float:
     return float(lrs[max(0, start + int(third) + int(third / 2))])
 
 # %% ../nbs/03_lrfinder.ipynb #54bf4fe0
-SUGGESTIONS = {'valley': suggest_valley, 'steepest': suggest_steepest, 'minimum': suggest_minimum}  # the first is the default
+SUGGESTIONS = {'valley': suggest_valley, 'steepest': suggest_steepest, 'minimum': suggest_minimum, 'lowest': suggest_lowest}  # the first is the default
 DEFAULT_SUGGESTION = 'valley'
 
 def suggest_lrs(lrs, losses, # the whole curve, as recorded

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import filelock
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -24,12 +25,12 @@ from .data import CLASSES, TRANSFORMS, Cifar10, check_limit, denormalize, get_da
 from .resnet import _model_device, BasicBlock, ResNet18, ResNet34
 
 # %% auto #0
-__all__ = ['DEVICES', 'PRECISIONS', 'OPTIMIZERS', 'SCHEDULERS', 'RECIPES', 'REPORTED_ACCURACY', 'MODELS', 'RUN_FILES',
-           'get_device', 'resolve_precision', 'autocast', 'grad_scaler', 'set_seed', 'unwrap', 'train_epoch', 'predict',
-           'evaluate', 'History', 'plot_history', 'make_optimizer', 'make_scheduler', 'ema_model', 'recompute_bn',
-           'get_recipe', 'make_model', 'save_checkpoint', 'load_checkpoint', 'checkpoint_model', 'fit',
-           'lock_run_folder', 'train_run', 'estimate_epoch_seconds', 'Misclassified', 'get_misclassified',
-           'confusion_matrix', 'per_class_accuracy', 'plot_confusion_matrix', 'plot_misclassified']
+__all__ = ['DEVICES', 'PRECISIONS', 'OPTIMIZERS', 'SCHEDULERS', 'RECIPES', 'REPORTED_ACCURACY', 'MODELS', 'LR_FIND_RULES',
+           'RUN_FILES', 'get_device', 'resolve_precision', 'autocast', 'grad_scaler', 'set_seed', 'unwrap',
+           'train_epoch', 'predict', 'evaluate', 'History', 'plot_history', 'make_optimizer', 'make_scheduler',
+           'ema_model', 'recompute_bn', 'get_recipe', 'make_model', 'save_checkpoint', 'load_checkpoint',
+           'checkpoint_model', 'fit', 'lock_run_folder', 'train_run', 'estimate_epoch_seconds', 'Misclassified',
+           'get_misclassified', 'confusion_matrix', 'per_class_accuracy', 'plot_confusion_matrix', 'plot_misclassified']
 
 # %% ../nbs/02_train.ipynb #be5ad437
 DEVICES = ('cuda', 'mps', 'cpu')
@@ -253,7 +254,9 @@ def plot_history(history: History, title: str|None = None):
             ax.plot(ep, [100 * y for y in history.raw_test_acc], ls='--', label='trained weights'); ax.legend()
         ax.set_title(name); ax.set_xlabel('epoch'); ax.grid(alpha=.3)
         if 'accuracy' in name: ax.set_ylabel('%')
-        else: ax.set_yscale('log')  # a loss can start thousands of times above where it ends: every epoch stays visible
+        else:  # a loss can start thousands of times above where it ends: on a log axis every epoch stays visible
+            ax.set_yscale('log')
+            for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter): axis(matplotlib.ticker.FuncFormatter(lambda v, _: f'{v:g}'))
     if title: fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -326,7 +329,7 @@ def recompute_bn(model: nn.Module, dl,
 _BASE = dict(model='resnet18', epochs=20, batch_size=128, tfms='standard', optimizer='sgd', lr=0.01, momentum=0.9,
              nesterov=False, weight_decay=0.0, wd_on_bn_bias=False, scheduler='none', scheduler_kw={},
              label_smoothing=0.0, precision='auto', zero_init_residual=False, seed=0, lr_find_iter=100, compile=False,
-             cutout=16, ema=0.0)
+             cutout=16, ema=0.0, lr_find_rule='valley')
 RECIPES = {
     's8': {**_BASE, 'epochs': 20, 'lr': 0.01, 'scheduler': 'cosine'},
     # weight_decay 1e-4, not the S9 write-up's 0.2: PyTorch's Adam adds weight_decay x w to each gradient (an L2 term,
@@ -335,12 +338,14 @@ RECIPES = {
     's9': {**_BASE, 'epochs': 24, 'optimizer': 'adam', 'lr': 5e-4, 'weight_decay': 1e-4, 'wd_on_bn_bias': True,
            'scheduler': 'step', 'scheduler_kw': {'step_size': 10, 'gamma': 1/3}, 'tfms': 's9'},
     # weight_decay 0.002: the S10 write-up's own value (SGD's L2 coefficient); lr from the range test before epoch 1
-    's10': {**_BASE, 'epochs': 25, 'lr': 'find', 'weight_decay': 2e-3, 'scheduler': 'plateau', 'tfms': 's10'},
+    # lr_find_rule 'lowest': the range test's lowest point, the S10 write-up's order of magnitude (chapter 03 shows the curve)
+    's10': {**_BASE, 'epochs': 25, 'lr': 'find', 'weight_decay': 2e-3, 'scheduler': 'plateau', 'tfms': 's10', 'lr_find_rule': 'lowest'},
     'fast': {**_BASE, 'epochs': 15, 'nesterov': True, 'weight_decay': 5e-4, 'lr': 0.1, 'scheduler': 'onecycle',
              'scheduler_kw': {'pct_start': 0.2}, 'label_smoothing': 0.1, 'cutout': 0},
 }
 REPORTED_ACCURACY = {'s8': 0.8361, 's9': 0.8751, 's10': 0.8851, 'fast': None}  # as the authors reported it
 MODELS = {'resnet18': ResNet18, 'resnet34': ResNet34}
+LR_FIND_RULES = ('valley', 'steepest', 'minimum', 'lowest')  # the suggestions of chapter 03's range test, for lr='find'
 
 # %% ../nbs/02_train.ipynb #ad7b962e
 def _check_config(cfg: dict):
@@ -368,6 +373,7 @@ def _check_config(cfg: dict):
     need(not (cfg['nesterov'] and cfg['optimizer'] == 'sgd' and cfg['momentum'] == 0), 'nesterov', 'False when momentum is 0')
     need(isinstance(cfg['seed'], int) and not isinstance(cfg['seed'], bool), 'seed', 'an integer')
     need(pos_int(cfg['lr_find_iter']), 'lr_find_iter', 'a positive integer (steps of the LR range test)')
+    need(cfg['lr_find_rule'] in LR_FIND_RULES, 'lr_find_rule', f"one of {LR_FIND_RULES} (which suggestion lr='find' trains with)")
     need(isinstance(cfg['compile'], bool), 'compile', 'True or False')
     need(isinstance(cfg['cutout'], int) and not isinstance(cfg['cutout'], bool) and 0 <= cfg['cutout'] <= 32, 'cutout',
          'the side of the cutout hole in pixels, an integer from 0 (no cutout) to 32')
@@ -642,11 +648,12 @@ def _find_lr(model, train_dl, opt, criterion, device, cfg: dict, out: Path) -> f
     from eva_cam.lrfinder import lr_find_to_dir  # chapter 03 builds on this chapter, so it is imported when needed
     res = lr_find_to_dir(model, train_dl, out, optimizer=opt, criterion=criterion, device=device,
                          precision=cfg['precision'], num_iter=cfg['lr_find_iter'])
-    if res.suggestion is None:
+    lr = res.suggestions.get(cfg['lr_find_rule'])
+    if lr is None:
         raise ValueError(f"The LR range test found no learning rate to suggest (its loss diverged within "
                          f"{len(res.lrs)} steps; see {out/'lr_find.png'}): give the recipe a number for lr.")
-    print(f"LR finder: training with lr {res.suggestion:.3g}")
-    return res.suggestion
+    print(f"LR finder: training with lr {lr:.3g} (its {cfg['lr_find_rule']!r} suggestion)")
+    return lr
 
 # %% ../nbs/02_train.ipynb #0e494292
 def train_run(recipe: str = 'fast', # one of RECIPES
@@ -833,7 +840,7 @@ def plot_confusion_matrix(y_true, y_pred, classes: tuple = CLASSES, normalize: b
 def plot_misclassified(images: torch.Tensor, true, pred, classes: tuple = CLASSES, ncols: int = 5):
     "A grid of normalised images, each titled with its predicted and true class, drawn de-normalised in RGB."
     n = len(images); nrows = max(1, -(-n // ncols))
-    fig, axs = plt.subplots(nrows, ncols, figsize=(2 * ncols, 2.2 * nrows), squeeze=False)
+    fig, axs = plt.subplots(nrows, ncols, figsize=(2 * ncols, 2.5 * nrows), squeeze=False)  # room for two-line titles
     for i, ax in enumerate(axs.flat):
         ax.axis('off')
         if i < n:
