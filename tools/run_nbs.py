@@ -4,8 +4,9 @@ The docs show the outputs saved in the notebooks (Quarto does not re-run them), 
 notebook run: python tools/run_nbs.py nbs/00_data.ipynb [...]   (no argument: every notebook).
 Cells flagged `slow` are skipped (their saved outputs, if any, are kept); cells flagged `fulldata`
 run only where the full data set is found. Stops at the first error and leaves that notebook as it was.
-The report notebook (05) trains for hours unless IN_TEST=1 is set (quick mode on the sample), so it runs
-only when named: IN_TEST=1 python tools/run_nbs.py nbs/05_session8_report.ipynb."""
+The report notebook (05) runs only when named: it reads back its 20-epoch run when session8_run/ holds the
+checkpoint, trains it (hours on a CPU) when FULL says so, and otherwise makes the quick report on the sample:
+python tools/run_nbs.py nbs/05_session8_report.ipynb (IN_TEST=1 forces the quick report)."""
 import os, re, sys, time
 from pathlib import Path
 from execnb.nbio import read_nb, write_nb
