@@ -16,7 +16,7 @@ Records and the summary are written by this script only, never by hand.
     python bench/run_plan.py --summary-only                                           # only rewrite summary.md
 """
 from __future__ import annotations
-import argparse, datetime, json, os, statistics, subprocess, sys, time
+import argparse, datetime, json, os, signal, statistics, subprocess, sys, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +51,7 @@ def record(run: Path, spec: dict) -> dict:
                best_epoch=m['best_epoch'], train_acc_per_epoch=h['train_acc'], lr_per_epoch=h['lr'],
                reported_acc=m.get('reported_acc'), recipe_as_run=m['config'], device=m['device'],
                device_name=m['device_name'], precision=m['precision'], processes=m.get('processes', 1),
+               augmentation=m.get('augmentation', 'Albumentations'),
                torch_version=m['torch_version'], python_version=m['python_version'], data_source=m['data_source'],
                train_images=m['train_images'], test_images=m['test_images'], total_minutes=m['total_seconds'] / 60,
                train_images_per_second=images / m['total_seconds'],  # testing included: what a whole epoch achieves
@@ -116,6 +117,9 @@ def main(argv=None):
     p.add_argument('--jobs', type=int, default=1, help='runs at once, each its own process (a GPU: several; default: %(default)s)')
     p.add_argument('--summary-only', action='store_true', help='train nothing: only rewrite the summary from the records')
     a = p.parse_args(argv)
+    # `timeout` (bench/gpu_plan.sh) or a kill stops a run with SIGTERM: raise SystemExit instead, so that `finally`
+    # blocks run: the stopped run's record is written, and the runs of --jobs are stopped too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     specs = expand(json.loads(a.plan.read_text()))
     todo = [s for s in specs if not a.only or s['setting'] in a.only or s['name'] in a.only]
     if a.only and not todo: p.error(f"--only {' '.join(a.only)}: no such setting or run in {a.plan}")
@@ -137,14 +141,18 @@ def _run_parallel(todo: list[dict], a):
     common = ['--plan', str(a.plan), '--data', a.data, '--runs', str(a.runs), '--results', str(a.results),
               '--summary', os.devnull] + (['--device', a.device] if a.device else []) + (['--workers', str(a.workers)] if a.workers is not None else [])
     waiting, running, failed = list(todo), [], []
-    while waiting or running:
-        while waiting and len(running) < a.jobs:
-            s = waiting.pop(0)
-            running.append((s, subprocess.Popen([sys.executable, __file__, '--only', s['name'], *common])))
-        time.sleep(1)
-        for s, proc in [r for r in running if r[1].poll() is not None]:
-            running.remove((s, proc))
-            if proc.returncode: failed.append(s['name'])
+    try:
+        while waiting or running:
+            while waiting and len(running) < a.jobs:
+                s = waiting.pop(0)
+                running.append((s, subprocess.Popen([sys.executable, __file__, '--only', s['name'], *common])))
+            time.sleep(1)
+            for s, proc in [r for r in running if r[1].poll() is not None]:
+                running.remove((s, proc))
+                if proc.returncode: failed.append(s['name'])
+    finally:  # stopped (SIGTERM, Ctrl-C): stop the runs, each writes its record on the way out
+        for _, proc in running: proc.terminate()
+        for _, proc in running: proc.wait()
     if failed: raise SystemExit(f"These runs failed (their records say where they got to): {failed}")
 
 

@@ -21,7 +21,7 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, OneCycleLR, ReduceLROnPl
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from tqdm.auto import tqdm
 
-from .data import CLASSES, TRANSFORMS, Cifar10, check_limit, denormalize, get_dataloaders, load_cifar10, reseed
+from .data import CLASSES, TRANSFORMS, Cifar10, DeviceLoader, check_limit, denormalize, get_dataloaders, load_cifar10, reseed
 from .resnet import _model_device, BasicBlock, ResNet18, ResNet34
 
 # %% auto #0
@@ -729,7 +729,7 @@ def _train_run(cfg: dict, data: Cifar10, out: Path, device: torch.device, resume
     rank, world = (dist.get_rank(), dist.get_world_size()) if _distributed() else (0, 1)
     train_dl, test_dl = get_dataloaders(data, cfg['tfms'], cfg['batch_size'], num_workers=num_workers, seed=cfg['seed'],
                                         device=device, limit=cfg['limit'], rank=rank, world_size=world,
-                                        cutout=cfg['cutout'])
+                                        cutout=cfg['cutout'], on_device=device.type == 'cuda' and world == 1)
     find = cfg['lr'] == 'find'
     opt = make_optimizer(model, cfg['optimizer'], 1.0 if find else cfg['lr'], cfg['momentum'], cfg['nesterov'],
                          cfg['weight_decay'], cfg['wd_on_bn_bias'])
@@ -745,7 +745,8 @@ def _train_run(cfg: dict, data: Cifar10, out: Path, device: torch.device, resume
         tta_loss, tta_acc = evaluate(model if ema is None else ema.module, test_dl, None, device, cfg['precision'], tta=True)
         if not _is_main(): return hist
         n_test = len(data.x_test[:cfg['limit']])
-        _write_metrics(out, hist, cfg, device, tta_acc, data, len(train_dl.dataset), n_test, world)
+        _write_metrics(out, hist, cfg, device, tta_acc, data, len(train_dl.dataset), n_test, world,
+                       'on the device (augment_batch)' if isinstance(train_dl, DeviceLoader) else 'Albumentations')
         fig = plot_history(hist, title=f"{cfg['recipe']} on {cfg['data']}")
         _atomic_write(out/'curves.png', lambda tmp: fig.savefig(tmp, dpi=100, format='png'))
         plt.close(fig)
@@ -753,7 +754,7 @@ def _train_run(cfg: dict, data: Cifar10, out: Path, device: torch.device, resume
 
 # %% ../nbs/02_train.ipynb #2acdb1f7
 def _write_metrics(out: Path, h: History, cfg: dict, device: torch.device, tta_acc: float, data: Cifar10, n_train: int, n_test: int,
-                   processes: int = 1):
+                   processes: int = 1, augmentation: str = 'Albumentations'):
     "metrics.json: the numbers a report quotes, and the evidence of how they were made."
     best = int(np.argmax(h.test_acc))
     m = {'final_test_acc': h.test_acc[-1], 'final_raw_test_acc': h.raw_test_acc[-1], 'best_test_acc': h.test_acc[best], 'best_epoch': best + 1,
@@ -762,7 +763,7 @@ def _write_metrics(out: Path, h: History, cfg: dict, device: torch.device, tta_a
          'device': str(device), 'device_name': _device_name(device), 'precision': resolve_precision(cfg['precision'], device),
          'torch_version': torch.__version__, 'python_version': platform.python_version(),
          'recipe': cfg['recipe'], 'reported_acc': REPORTED_ACCURACY.get(cfg['recipe']), 'config': cfg,
-         'data_source': data.source, 'train_images': n_train, 'test_images': n_test, 'processes': processes,
+         'data_source': data.source, 'train_images': n_train, 'test_images': n_test, 'processes': processes, 'augmentation': augmentation,
          'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'), 'git_commit': _git_commit()}
     _atomic_write(out/'metrics.json', lambda tmp: Path(tmp).write_text(json.dumps(m, indent=1)))
     return m

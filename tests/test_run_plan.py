@@ -76,3 +76,21 @@ def test_bad_plan(tmp_path):
     (tmp_path/'plan.json').write_text(json.dumps({'runs': [PLAN['runs'][0], PLAN['runs'][0]]}))
     with pytest.raises(ValueError, match='names a run twice'): run_plan.main(['--plan', str(tmp_path/'plan.json'), '--summary-only'])
     with pytest.raises(SystemExit): run_plan.main(['--plan', str(ROOT/'bench'/'plan.json'), '--only', 'nope', '--summary-only'])
+
+
+def test_stopped_by_sigterm(tmp_path):
+    "SIGTERM (what `timeout` sends in bench/gpu_plan.sh) stops every run of --jobs, and each writes an unfinished record."
+    import signal, subprocess, sys, time
+    plan = {'runs': [{'setting': 'long', 'recipe': 'fast', 'epochs': 50, 'seeds': [0, 1], 'limit': 64, 'batch_size': 32}]}
+    (tmp_path/'plan.json').write_text(json.dumps(plan))
+    proc = subprocess.Popen([sys.executable, str(ROOT/'bench'/'run_plan.py'), '--plan', str(tmp_path/'plan.json'), '--data', 'sample',
+                             '--runs', str(tmp_path/'runs'), '--results', str(tmp_path/'results'), '--summary', str(tmp_path/'summary.md'),
+                             '--device', 'cpu', '--workers', '0', '--jobs', '2'])
+    hist = [tmp_path/'runs'/f'long-seed{s}'/'history.json' for s in (0, 1)]
+    t0 = time.time()
+    while not all(h.is_file() for h in hist) and time.time() - t0 < 300 and proc.poll() is None: time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(120) != 0
+    for s in (0, 1):
+        rec = json.loads((tmp_path/'results'/f'long-seed{s}.json').read_text())
+        assert not rec['finished'] and 1 <= rec['epochs_done'] < 50 and len(rec['test_acc_per_epoch']) == rec['epochs_done']
