@@ -35,13 +35,13 @@ echo "run_plan exit $?"
 kill %1 %2 2>/dev/null; wait
 tr "\r" "\n" < "$OUT/plan.log" | grep -E "^epoch +[0-9]+/[0-9]+ +train|Error|Traceback|failed|^[a-z0-9.-]+-seed[0-9]+: " | tail -n 80
 python3 bench/run_plan.py --summary-only ${PLAN:+--plan $PLAN}
-# the best finished fast15 run's final weights, for the package (issue 24)
+# the best fast15 run finished in this call (its folder is here): its final weights, for the package (issue 24)
 python3 - "$OUT" <<'PY'
 import json, sys, torch
 from pathlib import Path
 recs = [json.loads(p.read_text()) for p in Path('bench/results/plan').glob('fast15-seed*.json')]
-done = sorted((r for r in recs if r.get('finished')), key=lambda r: r['final_test_acc'])
-if not done: sys.exit(print('no finished fast15 run: no weights'))
+done = sorted((r for r in recs if r.get('finished') and (Path(r['run_folder'])/'checkpoint.pt').is_file()), key=lambda r: r['final_test_acc'])
+if not done: sys.exit(print('no fast15 run finished in this call: no weights'))
 r = done[-1]
 sd = torch.load(Path(r['run_folder'])/'checkpoint.pt', map_location='cpu', weights_only=True)['model']
 sd = {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}

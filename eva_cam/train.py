@@ -620,11 +620,15 @@ def _device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 def _git_commit() -> str|None:
-    "The commit of the eva_cam source tree, if it is a git checkout."
+    "The commit of the eva_cam source tree, if it is a git checkout, with '+changes' when tracked files differ from it."
     import eva_cam
-    try: r = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=Path(eva_cam.__file__).parent, capture_output=True, text=True, timeout=5)
+    git = lambda *a: subprocess.run(['git', *a], cwd=Path(eva_cam.__file__).parent, capture_output=True, text=True, timeout=30)
+    try: r = git('rev-parse', 'HEAD')
     except (OSError, subprocess.SubprocessError): return None
-    return r.stdout.strip() if r.returncode == 0 and r.stdout.strip() else None
+    if r.returncode or not r.stdout.strip(): return None
+    try: changed = git('diff', '--quiet', 'HEAD', '--').returncode == 1  # a copy of a working tree made after its last commit
+    except (OSError, subprocess.SubprocessError): changed = False
+    return r.stdout.strip() + ('+changes' if changed else '')
 
 # %% ../nbs/02_train.ipynb #8339d5a5
 def _check_run_folder(out: Path, resume: bool, force: bool):
