@@ -37,9 +37,9 @@ setuptools.setup(
         'Natural Language :: ' + cfg['language'].title(),
     ] + ['Programming Language :: Python :: '+o for o in py_versions[py_versions.index(min_python):]] + (['License :: ' + lic[1] ] if lic[1] else []),
     url = cfg['git_url'],
-    packages = setuptools.find_packages() + [cfg['lib_name'] + '.sample'],  # the bundled sample is data in a folder of its own
+    packages = setuptools.find_packages() + [cfg['lib_name'] + '.sample', cfg['lib_name'] + '.weights'],  # data in folders of their own: the bundled sample, the trained weights
     include_package_data = True,
-    package_data = {cfg['lib_name']: ['sample/*']},
+    package_data = {cfg['lib_name']: ['sample/*', 'weights/*']},
     install_requires = requirements,
     extras_require={ 'dev': dev_requirements },
     dependency_links = cfg.get('dep_links','').split(),

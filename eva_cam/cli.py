@@ -103,11 +103,15 @@ def _run_checkpoint(run: Path) -> Path:
     raise FileNotFoundError(f"No best.pt or checkpoint.pt in {run}: give a folder written by `eva_cam train`.")
 
 def cmd_cam(a) -> int:
-    "Explain one image with Grad-CAM using the model of a trained run."
+    "Explain one image with Grad-CAM using the model of a trained run, or without `--run` the trained ResNet18 eva_cam ships."
     from eva_cam.train import checkpoint_model
     from eva_cam.gradcam import explain_image
+    from eva_cam.resnet import load_pretrained, pretrained_record
     if not Path(a.image).is_file(): raise FileNotFoundError(f"No image at {a.image}.")
-    model, cfg = checkpoint_model(_run_checkpoint(Path(a.run)))
+    if a.run is not None: model, cfg = checkpoint_model(_run_checkpoint(Path(a.run)))
+    else:
+        model, rec = load_pretrained(), pretrained_record()
+        print(f"the trained ResNet18 eva_cam ships ({rec['name']}, {rec['final_test_acc']:.2%} on the CIFAR-10 test set); --run uses your own")
     target = int(a.target) if a.target.isdigit() else a.target
     top3 = explain_image(model, a.image, layer=a.layer, target=target, out=a.out, true_class=a.true_class)
     for c, p in top3: print(f"{c:>12s} {p:6.1%}")
@@ -148,8 +152,8 @@ def make_parser() -> argparse.ArgumentParser:
     f.add_argument('--num-iter', type=_positive, default=100, help='training steps from --start-lr to --end-lr (default: %(default)s)')
     f.add_argument('--out', required=True, type=_folder, help='folder for lr_find.png and lr_find.json')
     f.set_defaults(func=cmd_lr_find)
-    c = sub.add_parser('cam', help='explain an image of your own with Grad-CAM', description='Explain an image of your own with Grad-CAM, using the model of a trained run.')
-    c.add_argument('--run', required=True, help='a run folder written by eva_cam train')
+    c = sub.add_parser('cam', help='explain an image of your own with Grad-CAM', description='Explain an image of your own with Grad-CAM, using the trained ResNet18 eva_cam ships or the model of your own run.')
+    c.add_argument('--run', default=None, help='a run folder written by eva_cam train (default: the trained ResNet18 eva_cam ships)')
     c.add_argument('--image', required=True, help='any image Pillow reads; it is resized to 32x32')
     c.add_argument('--layer', default='layer3', help='the layer to explain, e.g. layer2, layer3, layer4.1 (default: %(default)s)')
     c.add_argument('--target', default='pred', help="the class the map is for: pred, true, a class name or index (default: %(default)s)")

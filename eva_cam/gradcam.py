@@ -17,13 +17,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from .data import CIFAR10_MEAN, CIFAR10_STD, CLASSES, denormalize
-from .resnet import _model_device
+from .data import CIFAR10_MEAN, CIFAR10_STD, CLASSES, denormalize, get_transforms, load_cifar10
+from .resnet import _model_device, load_pretrained
 from .train import unwrap
 
 # %% auto #0
 __all__ = ['CAM_METHODS', 'cam_layers', 'CamHooks', 'gradcam_weights', 'layercam_weights', 'cam_from', 'scale_cam', 'gradcam',
-           'overlay', 'show_cam', 'plot_gradcam', 'plot_gradcam_misclassified', 'GradCamExplorer', 'to_rgb8',
+           'overlay', 'show_cam', 'plot_gradcam', 'plot_gradcam_misclassified', 'GradCamExplorer', 'explore', 'to_rgb8',
            'explain_image']
 
 # %% ../nbs/04_gradcam.ipynb #e0db9fd7
@@ -326,6 +326,17 @@ class GradCamExplorer:
     def on_change_layer(self, change=None): self.update()
     def on_change_target(self, change=None): self.update()
     def on_change_alpha(self, change=None): self.update()
+
+# %% ../nbs/04_gradcam.ipynb #13dd94e2
+def explore(model: nn.Module|None = None, # default: the trained ResNet18 eva_cam ships (`load_pretrained`)
+            n: int = 16, # how many of the bundled sample's test images, from the first
+           ) -> GradCamExplorer:
+    "A `GradCamExplorer` on `model` and the first `n` test images of the bundled sample (1 to 200); show it with `.widget`."
+    if not (isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 200): raise ValueError(f"n must be an integer from 1 to 200 (the sample's test images), got {n!r}.")
+    model = load_pretrained() if model is None else model
+    sample, tfm = load_cifar10('sample'), get_transforms('none')[1]
+    images = torch.stack([tfm(image=im)['image'] for im in sample.x_test[:n]])
+    return GradCamExplorer(model, images, sample.y_test[:n])
 
 # %% ../nbs/04_gradcam.ipynb #96943ee2
 def to_rgb8(im: Image.Image) -> Image.Image:

@@ -4,12 +4,17 @@
 
 # %% ../nbs/01_resnet.ipynb #c7fbdbcb
 from __future__ import annotations
+import hashlib, json
+from importlib.resources import files
+from pathlib import Path
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['BasicBlock', 'ResNet', 'ResNet18', 'ResNet34', 'count_parameters', 'stage_sizes', 'model_summary']
+__all__ = ['PRETRAINED', 'BasicBlock', 'ResNet', 'ResNet18', 'ResNet34', 'count_parameters', 'stage_sizes', 'model_summary',
+           'pretrained_record', 'load_pretrained']
 
 # %% ../nbs/01_resnet.ipynb #1faed32d
 class BasicBlock(nn.Module):
@@ -98,3 +103,28 @@ def model_summary(model: nn.Module, input_size=(1, 3, 32, 32), depth: int = 2, *
                     device=_model_device(model), verbose=0, **kwargs)
     stats.formatting.macs_units = Units.NONE  # the exact count: its unit label prints as 'Units.MEGABYTES' on Python 3.11+
     return stats
+
+# %% ../nbs/01_resnet.ipynb #d47fcf29
+PRETRAINED = 'resnet18_cifar10'  # eva_cam/weights/PRETRAINED.pt and .json
+
+def pretrained_record() -> dict:
+    "The record of the shipped weights: the run that made them, its test accuracy, commit, date, and the file's sha256."
+    return json.loads((files('eva_cam') / 'weights' / f'{PRETRAINED}.json').read_text())
+
+def load_pretrained(device: str|torch.device = 'cpu', # where the model goes
+                    path: str|Path|None = None, # the weights file; default: the one in the package
+                   ) -> ResNet:
+    """ResNet18 trained on the full CIFAR-10 (`pretrained_record()` says how), in eval mode on `device`.
+
+    Takes images normalised as `eva_cam.data.get_transforms` does, `(N, 3, 32, 32)`, and returns logits `(N, 10)`
+    in the order of `eva_cam.data.CLASSES`. The file's sha256 is checked against the record before it is read,
+    and it is read with `weights_only=True`. Raises FileNotFoundError naming a missing file and ValueError
+    naming an altered one."""
+    path = Path(path) if path is not None else Path(str((files('eva_cam') / 'weights' / f'{PRETRAINED}.pt')))
+    if not path.is_file(): raise FileNotFoundError(f"No weights at {path}: reinstall eva_cam, or train a run with `eva_cam train`.")
+    want = pretrained_record()['sha256']
+    got = hashlib.sha256(path.read_bytes()).hexdigest()
+    if got != want: raise ValueError(f"The weights file {path} has been altered or damaged: its sha256 is {got}, the record says {want}.")
+    model = ResNet18()
+    model.load_state_dict(torch.load(path, map_location='cpu', weights_only=True))  # fp16 values into fp32 parameters
+    return model.to(device).eval()

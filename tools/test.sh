@@ -54,6 +54,12 @@ fi
 student="$TMPDIR/student"
 if { python3 -m venv "$student" && "$student/bin/python" -m pip install -q --upgrade pip \
      && "$student/bin/python" -m pip install -q . ipykernel nbclient; } > "$TMPDIR/student-install.log" 2>&1; then
+  # the installed package (pip builds a wheel and installs it) explains a picture with the weights it ships, offline,
+  # from outside the repository: no training, no run folder
+  if (cd "$TMPDIR" && PIP_NO_INDEX=1 "$student/bin/python" -c "from eva_cam.data import load_cifar10; from PIL import Image; Image.fromarray(load_cifar10('sample').x_test[1]).save('picture.png')" \
+      && "$student/bin/eva_cam" cam --image picture.png --out picture-cam.png > cam.log 2>&1 && grep -q 'the trained ResNet18 eva_cam ships' cam.log && [ -s picture-cam.png ]); then
+    pass "eva_cam cam with the shipped weights, installed with pip"
+  else cat "$TMPDIR/cam.log" 2>/dev/null; fail "eva_cam cam with the shipped weights, installed with pip"; fi
   for nb in nbs/*.ipynb; do
     if "$student/bin/python" tools/run_all.py "$nb" > "$TMPDIR/run_all.log" 2>&1; then pass "Run all: $(grep -m1 '^PASS' "$TMPDIR/run_all.log" | cut -c6-)"
     else grep -v 'Kernel is running over TCP' "$TMPDIR/run_all.log"; fail "Run all: $nb"; fi
