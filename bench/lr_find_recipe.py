@@ -13,7 +13,9 @@ from pathlib import Path
 import torch, torch.nn as nn
 
 from eva_cam.data import load_cifar10, get_dataloaders
-from eva_cam.train import get_device, get_recipe, make_model, make_optimizer, set_seed
+from eva_cam.core import get_device, set_seed
+from eva_cam.run import get_recipe
+from eva_cam.train import make_model, make_optimizer
 from eva_cam.lrfinder import lr_find, plot_lr_find
 
 

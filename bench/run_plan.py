@@ -1,7 +1,7 @@
 """Run the evidence plan (bench/plan.json): train each run, skip the finished, resume the stopped, record each.
 
 Every entry of the plan is a setting (a recipe, its epochs, optional recipe overrides) and the seeds to run it
-with; each seed is one run, named SETTING-seedN, trained by eva_cam.train.train_run into RUNS/NAME. When a run
+with; each seed is one run, named SETTING-seedN, trained by eva_cam.run.train_run into RUNS/NAME. When a run
 finishes, its record is written to RESULTS/NAME.json from the run's own files (history.json, metrics.json):
 per-epoch test accuracy and seconds, final accuracy with and without flip TTA, the recipe as run (its seed
 included), device, torch version, commit, date, images per second, and `finished`. A run stopped part-way
@@ -70,7 +70,7 @@ def run_one(spec: dict, data, runs: Path, results: Path, device=None, num_worker
     "Train (or resume, or skip) one run and write its record; returns what was done."
     rec_path, run = results/f"{spec['name']}.json", runs/spec['name']
     if rec_path.is_file() and json.loads(rec_path.read_text()).get('finished'): return 'skipped (finished)'
-    from eva_cam.train import train_run
+    from eva_cam.run import train_run
     resume = (run/'checkpoint.pt').is_file()
     try:
         train_run(spec['recipe'], data=data, out=run, epochs=spec['epochs'], batch_size=spec['batch_size'], device=device,
@@ -82,7 +82,7 @@ def run_one(spec: dict, data, runs: Path, results: Path, device=None, num_worker
 
 def summary(specs: list[dict], results: Path) -> str:
     "Markdown: per setting, the finished seeds' mean, min and max test accuracy (and flip TTA), from the records."
-    from eva_cam.train import REPORTED_ACCURACY
+    from eva_cam.run import REPORTED_ACCURACY
     lines = ['# Evidence runs: summary', '',
              'Written by `bench/run_plan.py` from the records in `bench/results/plan/` (one per run). Test accuracy after '
              'the last epoch, in %; mean, min and max over the finished seeds.', '',

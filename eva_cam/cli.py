@@ -57,14 +57,15 @@ def _data_args(p: argparse.ArgumentParser):
 
 def cmd_train(a) -> int:
     "Train a recipe into the run folder `a.out`."
-    from eva_cam.train import train_run
+    from eva_cam.core import is_main
+    from eva_cam.run import train_run
     settings = dict(a.set)
     clash = sorted(settings.keys() & _OWN_OPTION.keys())
     if clash: raise ValueError(f"--set {clash[0]}={settings[clash[0]]!r}: give {clash[0]} with {_OWN_OPTION[clash[0]]} instead.")
     h = train_run(recipe=a.recipe, data=a.data, out=a.out, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
                   device=a.device, resume=a.resume, force=a.force, limit=a.limit, num_workers=a.workers, sync_bn=a.sync_bn,
                   **settings)
-    if os.environ.get('RANK', '0') == '0': print(f"{len(h)} epochs, final test accuracy {h.test_acc[-1]:.2%}, best {max(h.test_acc):.2%}; run files in {a.out}")
+    if is_main(): print(f"{len(h)} epochs, final test accuracy {h.test_acc[-1]:.2%}, best {max(h.test_acc):.2%}; run files in {a.out}")
     return 0
 
 # %% ../nbs/06_cli.ipynb #deb6d0d6
@@ -78,7 +79,8 @@ def _check_writable(folder: Path):
 
 def cmd_lr_find(a) -> int:
     "Run the LR range test for a recipe and write its plot and curve to `a.out`."
-    from eva_cam.train import get_recipe, get_device, make_model
+    from eva_cam.run import get_recipe
+    from eva_cam.train import get_device, make_model
     from eva_cam.data import load_cifar10, get_dataloaders
     from eva_cam.lrfinder import lr_find_to_dir
     cfg = get_recipe(a.recipe, **({'batch_size': a.batch_size} if a.batch_size else {}))
@@ -96,19 +98,14 @@ def cmd_lr_find(a) -> int:
     return 0
 
 # %% ../nbs/06_cli.ipynb #8df10beb
-def _run_checkpoint(run: Path) -> Path:
-    "The best checkpoint of a run folder, else its last one."
-    for name in ('best.pt', 'checkpoint.pt'):
-        if (run/name).is_file(): return run/name
-    raise FileNotFoundError(f"No best.pt or checkpoint.pt in {run}: give a folder written by `eva_cam train`.")
-
 def cmd_cam(a) -> int:
     "Explain one image with Grad-CAM using the model of a trained run, or without `--run` the trained ResNet18 eva_cam ships."
+    from eva_cam.run import run_checkpoint
     from eva_cam.train import checkpoint_model
     from eva_cam.gradcam import explain_image
     from eva_cam.resnet import load_pretrained, pretrained_record
     if not Path(a.image).is_file(): raise FileNotFoundError(f"No image at {a.image}.")
-    if a.run is not None: model, cfg = checkpoint_model(_run_checkpoint(Path(a.run)))
+    if a.run is not None: model, cfg = checkpoint_model(run_checkpoint(Path(a.run)))
     else:
         model, rec = load_pretrained(), pretrained_record()
         print(f"the trained ResNet18 eva_cam ships ({rec['name']}, {rec['final_test_acc']:.2%} on the CIFAR-10 test set); --run uses your own")

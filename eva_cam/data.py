@@ -312,7 +312,7 @@ def get_dataloaders(data: Cifar10, # the images, from `load_cifar10`
                     world_size: int = 1, # processes in the run: each takes `batch_size // world_size` images per step
                     cutout: int = 16, # side of the cutout hole of `tfms`, see `get_transforms`; 0 leaves it out
                     on_device: bool = False, # training batches made on `device` by a `DeviceLoader` (below), one process only
-                   ) -> tuple[DataLoader|DeviceLoader, DataLoader]:
+                   ) -> 'tuple[DataLoader|DeviceLoader, DataLoader]':  # DeviceLoader is defined below
     "Training (shuffled, augmented) and test DataLoaders for `data` (this process's share of them in a distributed run)."
     if batch_size < 1: raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
     check_limit(limit)

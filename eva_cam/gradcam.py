@@ -18,13 +18,14 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from .data import CIFAR10_MEAN, CIFAR10_STD, CLASSES, denormalize, get_transforms, load_cifar10
-from .resnet import _model_device, load_pretrained
-from .train import unwrap
+from .core import eval_mode, model_device, unwrap
+from .resnet import load_pretrained
 
 # %% auto #0
-__all__ = ['CAM_METHODS', 'cam_layers', 'CamHooks', 'gradcam_weights', 'layercam_weights', 'cam_from', 'scale_cam', 'gradcam',
-           'overlay', 'show_cam', 'plot_gradcam', 'plot_gradcam_misclassified', 'GradCamExplorer', 'explore', 'to_rgb8',
-           'explain_image']
+__all__ = ['WEIGHTINGS', 'CAM_METHODS', 'GRADIENT_FREE', 'cam_layers', 'CamHooks', 'gradcam_weights', 'gradcampp_weights',
+           'xgradcam_weights', 'hirescam_weights', 'layercam_weights', 'scorecam_weights', 'eigencam_map', 'cam_from',
+           'scale_cam', 'gradcam', 'overlay', 'show_cam', 'plot_gradcam', 'plot_gradcam_misclassified',
+           'GradCamExplorer', 'explore', 'to_rgb8', 'explain_image']
 
 # %% ../nbs/04_gradcam.ipynb #e0db9fd7
 def cam_layers(model: nn.Module, input_size: tuple = (1, 3, 32, 32), # the shape of one input batch
@@ -38,7 +39,7 @@ def cam_layers(model: nn.Module, input_size: tuple = (1, 3, 32, 32), # the shape
         if isinstance(output, torch.Tensor) and output.ndim == 4: shapes[name] = tuple(output.shape[1:])
     try:
         for n in wanted: handles.append(model.get_submodule(n).register_forward_hook(partial(save, n)))
-        with _eval_mode(model), torch.no_grad(): model(torch.zeros(input_size, device=_model_device(model)))
+        with eval_mode(model), torch.no_grad(): model(torch.zeros(input_size, device=model_device(model)))
     finally:
         for h in handles: h.remove()
     return {n: shapes[n] for n in wanted if n in shapes}
@@ -80,15 +81,69 @@ def gradcam_weights(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
     "Grad-CAM: one weight per channel, the spatial mean of the gradient, shape `(N, C, 1, 1)`."
     return grads.mean(dim=(2, 3), keepdim=True)
 
+def gradcampp_weights(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    "Grad-CAM++ (Chattopadhay et al., 2018, eq. 19, with the ReLU on the gradients): one weight per channel, `(N, C, 1, 1)`."
+    g2 = grads ** 2
+    alpha = g2 / (2 * g2 + acts.sum(dim=(2, 3), keepdim=True) * g2 * grads + 1e-6)
+    alpha = torch.where(grads != 0, alpha, torch.zeros_like(alpha))
+    return (grads.clamp(min=0) * alpha).sum(dim=(2, 3), keepdim=True)
+
+def xgradcam_weights(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    "XGrad-CAM (Fu et al., 2020): the gradient weighted by each position's share of the channel's activation, summed: `(N, C, 1, 1)`."
+    return (grads * acts / (acts.sum(dim=(2, 3), keepdim=True) + 1e-7)).sum(dim=(2, 3), keepdim=True)
+
+def hirescam_weights(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    "HiResCAM (Draelos & Carin, 2020): the gradient itself, one weight per channel and position, `(N, C, h, w)`."
+    return grads
+
 def layercam_weights(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
     "LayerCAM: one weight per channel and position, the positive part of the gradient, shape `(N, C, h, w)`."
     return grads.clamp(min=0)
 
-CAM_METHODS = {'gradcam': gradcam_weights, 'layercam': layercam_weights}
+def scorecam_weights(model: nn.Module, # the classifier, in whatever mode the caller set
+                     x: torch.Tensor, # the normalised images `(N, C_in, H, W)`
+                     acts: torch.Tensor, # the layer's activations for `x`, `(N, C, h, w)`
+                     targets: torch.Tensor, # the class of each image, `(N,)`
+                     batch_size: int = 64, # masked images per forward pass
+                    ) -> torch.Tensor:
+    """Score-CAM (Wang et al., 2020): softmax over channels of the target's logit on `x` masked by each channel, `(N, C, 1, 1)`.
 
-def cam_from(acts: torch.Tensor, grads: torch.Tensor, method: str = 'gradcam') -> torch.Tensor:
-    "The map `ReLU(sum_k weight_k * A_k)` at the layer's resolution, `(N, h, w)`."
-    return (CAM_METHODS[method](acts, grads) * acts).sum(dim=1).clamp(min=0)
+    Each channel's map is upsampled to the input (bilinear, corners aligned, as `nn.UpsamplingBilinear2d`) and
+    min-max scaled to [0, 1]; the `N x C` masked images go through the model in batches of `batch_size`, without gradients."""
+    masks = F.interpolate(acts, size=x.shape[-2:], mode='bilinear', align_corners=True)
+    lo, hi = masks.amin(dim=(2, 3), keepdim=True), masks.amax(dim=(2, 3), keepdim=True)
+    masks = (masks - lo) / (hi - lo + 1e-8)
+    n, c = acts.shape[:2]
+    which = targets.to(x.device).repeat_interleave(c)
+    with torch.no_grad():
+        masked = (x[:, None] * masks[:, :, None]).flatten(0, 1)  # (N*C, C_in, H, W)
+        scores = torch.cat([model(masked[i:i + batch_size]).gather(1, which[i:i + batch_size, None])[:, 0]
+                            for i in range(0, len(masked), batch_size)])
+    return scores.view(n, c).float().softmax(dim=1)[..., None, None]
+
+def eigencam_map(acts: torch.Tensor) -> torch.Tensor:
+    "Eigen-CAM (Muhammad & Yeasin, 2020): the centred activations projected on their first principal component, `(N, h, w)` (its sign is the SVD's)."
+    n, c, h, w = acts.shape
+    a = acts.flatten(2).transpose(1, 2)  # (N, h*w, C): one row per position
+    a = a - a.mean(dim=1, keepdim=True)
+    vh = torch.linalg.svd(a.double(), full_matrices=False)[2]
+    return (a.double() @ vh[:, 0, :, None]).view(n, h, w).to(acts.dtype)
+
+WEIGHTINGS = {'gradcam': gradcam_weights, 'gradcam++': gradcampp_weights, 'xgradcam': xgradcam_weights,
+              'hirescam': hirescam_weights, 'layercam': layercam_weights}
+CAM_METHODS = (*WEIGHTINGS, 'scorecam', 'eigencam')
+GRADIENT_FREE = ('scorecam', 'eigencam')  # need no backward pass
+
+def cam_from(acts: torch.Tensor, # the layer's activations `(N, C, h, w)`
+             grads: torch.Tensor|None = None, # the target's gradients with respect to them (not for GRADIENT_FREE methods)
+             method: str = 'gradcam', # one of CAM_METHODS
+             model: nn.Module|None = None, x: torch.Tensor|None = None, targets: torch.Tensor|None = None, # Score-CAM only
+            ) -> torch.Tensor:
+    "The map at the layer's resolution, `(N, h, w)`: `ReLU(sum_k weight_k * A_k)`, or for Eigen-CAM the ReLU of the projection."
+    if method == 'eigencam': cam = eigencam_map(acts)
+    elif method == 'scorecam': cam = (scorecam_weights(model, x, acts, targets) * acts).sum(dim=1)
+    else: cam = (WEIGHTINGS[method](acts, grads) * acts).sum(dim=1)
+    return cam.clamp(min=0)
 
 # %% ../nbs/04_gradcam.ipynb #c9b944ad
 def scale_cam(cam: torch.Tensor, # maps `(N, h, w)`
@@ -103,16 +158,6 @@ def scale_cam(cam: torch.Tensor, # maps `(N, h, w)`
         rng = hi - lo
         cam = torch.where(rng > 0, (cam - lo) / torch.where(rng > 0, rng, torch.ones_like(rng)), torch.zeros_like(cam))
     return cam
-
-# %% ../nbs/04_gradcam.ipynb #73594301
-class _eval_mode:
-    "Put every module in eval mode; put each one back in its own mode on exit."
-    def __init__(self, model: nn.Module): self.modes = [(m, m.training) for m in model.modules()]
-    def __enter__(self):
-        for m, _ in self.modes: m.training = False
-    def __exit__(self, *exc):
-        for m, t in self.modes: m.training = t
-        return False
 
 # %% ../nbs/04_gradcam.ipynb #6594a222
 def _check_input(model: nn.Module, x) -> None:
@@ -147,9 +192,9 @@ def _check_targets(targets, n: int) -> torch.Tensor|None:
 def _raw_cams(model: nn.Module, x: torch.Tensor, names: list, targets: torch.Tensor|None, method: str = 'gradcam'):
     "Maps at each layer's resolution `{name: (N, h, w)}` and the logits, from one forward and one backward pass."
     with torch.inference_mode(False):  # called inside inference mode (Lightning's test loop): gradients are needed here
-        x = x.detach().to(_model_device(model)).clone().requires_grad_(True)  # a clone made here is an ordinary tensor
+        x = x.detach().to(model_device(model)).clone().requires_grad_(True)  # a clone made here is an ordinary tensor
         if targets is not None: targets = targets.clone()
-    with torch.inference_mode(False), _eval_mode(model), torch.enable_grad(), CamHooks(model, names) as hooks:
+    with torch.inference_mode(False), eval_mode(model), torch.enable_grad(), CamHooks(model, names) as hooks:
         logits = model(x)
         if not isinstance(logits, torch.Tensor):
             raise ValueError(f"The model returned a {type(logits).__name__}, not a tensor: Grad-CAM needs a model that returns the logits "
@@ -161,10 +206,14 @@ def _raw_cams(model: nn.Module, x: torch.Tensor, names: list, targets: torch.Ten
         score = logits.gather(1, targets.to(logits.device)[:, None]).sum()
         missing = [n for n in names if n not in hooks.activations]
         if missing: raise ValueError(f"Layer(s) {missing} did not run in the forward pass.")
-        torch.autograd.grad(score, [hooks.activations[n] for n in names], allow_unused=True)
-        unused = [n for n in names if n not in hooks.gradients]
-        if unused: raise ValueError(f"The class score does not depend on layer(s) {unused}: no gradient reached them.")
-        cams = {n: cam_from(hooks.activations[n].detach(), hooks.gradients[n], method) for n in names}
+        acts, grads = {n: hooks.activations[n].detach() for n in names}, {}
+        if method not in GRADIENT_FREE:
+            torch.autograd.grad(score, [hooks.activations[n] for n in names], allow_unused=True)
+            unused = [n for n in names if n not in hooks.gradients]
+            if unused: raise ValueError(f"The class score does not depend on layer(s) {unused}: no gradient reached them.")
+            grads = hooks.gradients
+    with torch.inference_mode(False), eval_mode(model):  # after the hooks: Score-CAM's forward passes must not replace the activations
+        cams = {n: cam_from(acts[n], grads.get(n), method, model, x.detach(), targets) for n in names}
     return cams, logits.detach()
 
 # %% ../nbs/04_gradcam.ipynb #bd8f0b51
@@ -174,9 +223,9 @@ def gradcam(model: nn.Module, # any CNN classifier returning logits (N, classes)
             targets: int|list|torch.Tensor|None = None, # None: each image's predicted class; one int for all; or one per image
             upsample: bool = True, # scale the maps up to the input's H x W (bilinear)
             normalize: bool = True, # min-max scale each map to [0, 1] after upsampling
-            method: str = 'gradcam', # how channels are weighted: 'gradcam' or 'layercam'
+            method: str = 'gradcam', # one of CAM_METHODS, see the table above
            ) -> torch.Tensor|dict:
-    "Grad-CAM maps `(N, H, W)` for `x`, or a dict name -> maps when `layer` is a list."
+    "Class activation maps `(N, H, W)` for `x` by `method` (Grad-CAM unless told), or a dict name -> maps when `layer` is a list."
     model = unwrap(model)  # a model trained with DistributedDataParallel: its layers are the inner model's
     _check_input(model, x)
     names = _check_layers(model, layer)
@@ -229,7 +278,7 @@ def plot_gradcam(images: torch.Tensor, # normalised images `(N, 3, H, W)`
 
 # %% ../nbs/04_gradcam.ipynb #36cfec38
 def plot_gradcam_misclassified(model: nn.Module,
-                               mistakes, # from `eva_cam.train.get_misclassified`: `.images`, `.true`, `.pred`, `.loss`
+                               mistakes, # from `eva_cam.interpret.get_misclassified`: `.images`, `.true`, `.pred`, `.loss`
                                layer: str = 'layer3', classes: tuple = CLASSES,
                                alpha: float = 0.5, mean: tuple = CIFAR10_MEAN, std: tuple = CIFAR10_STD) -> plt.Figure:
     "For each misclassified image: the original, the map for the predicted class and the map for the true class."
@@ -237,7 +286,7 @@ def plot_gradcam_misclassified(model: nn.Module,
     xs, ys, preds = mistakes.images, mistakes.true.long(), mistakes.pred.long()
     if len(xs) == 0: raise ValueError("There are no misclassified images to show (the model got every image right).")
     _check_layers(model, layer)
-    xs = xs.to(_model_device(model))
+    xs = xs.to(model_device(model))
     # one forward and one backward pass for both targets: each map depends only on its own image (eval mode)
     cam_pred, cam_true = gradcam(model, torch.cat([xs, xs]), layer, torch.cat([preds, ys]).tolist()).chunk(2)
     xs = xs.cpu()

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from .train import _atomic_write, _rng_state, _set_rng_state, autocast, get_device, grad_scaler, resolve_precision, unwrap
+from .core import atomic_write, autocast, get_device, grad_scaler, model_device, resolve_precision, rng_state, set_rng_state, unwrap
 
 # %% auto #0
 __all__ = ['STEP_MODES', 'MIN_POINTS', 'SUGGESTIONS', 'DEFAULT_SUGGESTION', 'lr_schedule', 'smooth_losses', 'preserved_state',
@@ -52,12 +52,6 @@ def smooth_losses(raw_losses, # the losses as measured, one per step
         out[i] = avg / (1 - beta ** (i + 1))
     return out
 
-# %% ../nbs/03_lrfinder.ipynb #3e928283
-def _model_device(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    if p is None: raise ValueError(f"The model {type(model).__name__} has no parameters: there is nothing to train.")
-    return p.device
-
 # %% ../nbs/03_lrfinder.ipynb #c12e493f
 def _augmenters(dl) -> list:
     "The Albumentations pipeline of `dl`'s dataset and every transform in it: each draws from random generators of its own."
@@ -75,14 +69,14 @@ def preserved_state(model: nn.Module, # its parameters, buffers, grads, train/ev
                     loaders: tuple = (), # DataLoaders whose generator (shuffling) comes back
                    ):
     "A `with` block after which the model, optimizer and random number generators are as before, even on error."
-    device = _model_device(model)
+    device = model_device(model)
     tensors = [(t, t.detach().clone()) for t in [*model.parameters(), *model.buffers()]]
     grads = [(p, None if p.grad is None else p.grad.detach().clone()) for p in model.parameters()]
     modes = [(m, m.training) for m in model.modules()]
     opt_state = copy.deepcopy(optimizer.state_dict()) if optimizer is not None else None
     gens = [(dl.generator, dl.generator.get_state()) for dl in loaders if getattr(dl, 'generator', None) is not None]
     augs = [(t, t.random_generator.bit_generator.state, t.py_random.getstate()) for dl in loaders for t in _augmenters(dl)]
-    rng = _rng_state()
+    rng = rng_state()
     try: yield
     finally:
         model.to(device)
@@ -93,7 +87,7 @@ def preserved_state(model: nn.Module, # its parameters, buffers, grads, train/ev
         if optimizer is not None: optimizer.load_state_dict(opt_state)
         for g, s in gens: g.set_state(s)
         for t, np_state, py_state in augs: t.random_generator.bit_generator.state = np_state; t.py_random.setstate(py_state)
-        _set_rng_state(rng)
+        set_rng_state(rng)
 
 # %% ../nbs/03_lrfinder.ipynb #932457d2
 def _forever(dl):
@@ -250,6 +244,7 @@ def _check_args(model, train_dl, optimizer, num_iter, smooth_f, diverge_th, val_
     for name, dl in (('train_dl', train_dl), ('val_dl', val_dl)):
         if dl is not None and hasattr(dl, '__len__') and len(dl) == 0:
             raise ValueError(f"{name} yields no batch (its length is 0): give a loader with at least one (inputs, targets) batch.")
+    if not any(True for _ in model.parameters()): raise ValueError(f"The model {type(model).__name__} has no parameters: there is nothing to train.")
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError("Every parameter of the model is frozen (requires_grad=False): a range test needs weights to train. Unfreeze some first.")
     if optimizer is None: return
@@ -275,7 +270,7 @@ def lr_find(model: nn.Module, # the model to test; it is left exactly as it was
             val_dl=None, # Leslie Smith's variant: record the loss on all of val_dl after each step
             accumulation_steps: int = 1, # batches per optimizer step (gradient accumulation)
             device=None, # default: the device the model is on
-            precision: str = 'auto', # 'auto', 'bf16', 'fp16' or 'fp32', see `eva_cam.train.autocast`
+            precision: str = 'auto', # 'auto', 'bf16', 'fp16' or 'fp32', see `eva_cam.core.autocast`
             skip_start: int = 10, # points the suggestion rules skip at the start
             skip_end: int = 5, # points the suggestion rules skip at the end
             progress: bool = True, # show a progress bar
@@ -284,12 +279,12 @@ def lr_find(model: nn.Module, # the model to test; it is left exactly as it was
     lrs = lr_schedule(start_lr, end_lr, num_iter, step_mode)
     model = unwrap(model)  # never step a DistributedDataParallel model alone: its forward waits for the other processes
     _check_args(model, train_dl, optimizer, num_iter, smooth_f, diverge_th, val_dl, accumulation_steps, skip_start, skip_end)
-    dev = _model_device(model) if device is None else get_device(device)
+    dev = model_device(model) if device is None else get_device(device)
     prec = resolve_precision(precision, dev)
     opt = optimizer if optimizer is not None else torch.optim.SGD(model.parameters(), lr=start_lr, momentum=0.9)
     crit = criterion if criterion is not None else nn.CrossEntropyLoss()
     with preserved_state(model, opt, [train_dl, val_dl]):
-        if dev != _model_device(model):
+        if dev != model_device(model):
             model.to(dev)
             opt.load_state_dict(opt.state_dict())  # moves the optimizer's state to the parameters' new device
         tried, losses, raw, diverged = _range_test(model, train_dl, opt, crit, lrs, smooth_f, diverge_th, val_dl,
@@ -344,8 +339,8 @@ def lr_find_to_dir(model: nn.Module, train_dl, out_dir: str|Path, # where lr_fin
     result = lr_find(model, train_dl, **lr_find_kwargs)
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     fig = result.plot()
-    try: _atomic_write(out/'lr_find.png', lambda f: fig.savefig(f, format='png', dpi=120, bbox_inches='tight'))
+    try: atomic_write(out/'lr_find.png', lambda f: fig.savefig(f, format='png', dpi=120, bbox_inches='tight'))
     finally: plt.close(fig)
     text = json.dumps(result_to_dict(result), indent=1, allow_nan=False)
-    _atomic_write(out/'lr_find.json', lambda f: Path(f).write_text(text))
+    atomic_write(out/'lr_find.json', lambda f: Path(f).write_text(text))
     return result

@@ -11,8 +11,10 @@ import matplotlib.pyplot as plt
 
 from .data import CLASSES, get_dataloaders, load_cifar10
 from .gradcam import plot_gradcam_misclassified
-from .train import (_atomic_write, RECIPES, get_device, REPORTED_ACCURACY, History, checkpoint_model, get_misclassified, per_class_accuracy,
-                           plot_confusion_matrix, plot_history, plot_misclassified, predict, train_run)
+from .core import atomic_write, get_device
+from .interpret import get_misclassified, per_class_accuracy, plot_confusion_matrix, plot_misclassified
+from .run import RECIPES, REPORTED_ACCURACY, run_checkpoint, train_run
+from .train import History, checkpoint_model, plot_history, predict
 
 # %% auto #0
 __all__ = ['read_run', 'evidence', 'as_markdown', 'results_table', 'report_figures', 'write_report', 'make_report',
@@ -84,7 +86,7 @@ def report_figures(run: str|Path, # a run folder written by `train_run`
     "Figures and tables of a trained run: curves, misclassified images, their Grad-CAMs, per-class accuracy, confusion."
     run = Path(run)
     metrics, history = read_run(run)
-    ckpt = run/'best.pt' if (run/'best.pt').is_file() else run/'checkpoint.pt'
+    ckpt = run_checkpoint(run)
     model, cfg = checkpoint_model(ckpt)
     data = _data_for(metrics, data)
     _, test_dl = get_dataloaders(data, cfg['tfms'], cfg['batch_size'], num_workers=0, limit=cfg.get('limit'))
@@ -127,12 +129,12 @@ def write_report(run: str|Path, out: str|Path, data=None, n: int = 10, layer: st
              "<h2>Results beside the write-ups</h2>", _table_html(results_table(m), ('run', 'epochs', 'test accuracy'))]
     for name, fig in r['figures'].items():
         png = _png(fig); plt.close(fig)
-        _atomic_write(out/f'{name}.png', lambda tmp: Path(tmp).write_bytes(png))
+        atomic_write(out/f'{name}.png', lambda tmp: Path(tmp).write_bytes(png))
         parts += [f"<h2>{_TITLES[name]}</h2>", f'<img alt="{name}" src="data:image/png;base64,{base64.b64encode(png).decode()}">']
     parts += ["<h2>Accuracy per class</h2>", _table_html([(c, f"{a:.1%}") for c, a in r['per_class'].items()], ('class', 'accuracy'))]
     style = "body{font-family:sans-serif;max-width:900px;margin:auto} table{border-collapse:collapse} td,th{border:1px solid #ccc;padding:2px 8px} img{max-width:100%}"
     doc = f"<!doctype html><html><head><meta charset='utf-8'><title>eva_cam report</title><style>{style}</style></head><body>{''.join(parts)}</body></html>"
-    _atomic_write(out/'report.html', lambda tmp: Path(tmp).write_text(doc))
+    atomic_write(out/'report.html', lambda tmp: Path(tmp).write_text(doc))
     return out/'report.html'
 
 # %% ../nbs/05_session8_report.ipynb #b574dcec

@@ -12,6 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .core import model_device
+
 # %% auto #0
 __all__ = ['PRETRAINED', 'BasicBlock', 'ResNet', 'ResNet18', 'ResNet34', 'count_parameters', 'stage_sizes', 'model_summary',
            'pretrained_record', 'load_pretrained']
@@ -76,12 +78,6 @@ def count_parameters(model: nn.Module) -> int:
     "Number of trainable parameters."
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
-def _model_device(model: nn.Module) -> torch.device:
-    "The device of the model's first parameter or buffer (CPU for a model with neither): where it is, never moved unasked."
-    t = next(iter(model.parameters()), None)
-    if t is None: t = next(iter(model.buffers()), None)
-    return t.device if t is not None else torch.device('cpu')
-
 # %% ../nbs/01_resnet.ipynb #edabf23b
 def stage_sizes(model: nn.Module, input_size=(1, 3, 32, 32), names=('conv1', 'layer1', 'layer2', 'layer3', 'layer4')) -> dict:
     "Output shape `(C, H, W)` of each named submodule for one forward pass of zeros."
@@ -89,7 +85,7 @@ def stage_sizes(model: nn.Module, input_size=(1, 3, 32, 32), names=('conv1', 'la
     for n in names:
         hooks.append(model.get_submodule(n).register_forward_hook(lambda m, i, o, n=n: shapes.__setitem__(n, tuple(o.shape[1:]))))
     try:
-        with torch.no_grad(): model.eval()(torch.zeros(input_size, device=_model_device(model)))
+        with torch.no_grad(): model.eval()(torch.zeros(input_size, device=model_device(model)))
     finally:
         for h in hooks: h.remove()
     return shapes
@@ -100,7 +96,7 @@ def model_summary(model: nn.Module, input_size=(1, 3, 32, 32), depth: int = 2, *
     from torchinfo import summary
     from torchinfo.enums import Units
     stats = summary(model, input_size=input_size, depth=depth, col_names=('output_size', 'num_params'),
-                    device=_model_device(model), verbose=0, **kwargs)
+                    device=model_device(model), verbose=0, **kwargs)
     stats.formatting.macs_units = Units.NONE  # the exact count: its unit label prints as 'Units.MEGABYTES' on Python 3.11+
     return stats
 

@@ -1,5 +1,6 @@
 """The wheel a user installs: built from this checkout, it holds the package and the bundled sample,
-and installed into a fresh virtual environment it imports, answers `eva_cam --help` and writes a report.
+and the trained weights (issue 24), and installed into a fresh virtual environment it imports, answers
+`eva_cam --help`, explains a picture with the shipped weights (no run folder) and writes a report.
 
 The fresh environment gets eva_cam only from the wheel (`pip install --no-deps`); its dependencies
 (torch and the rest) come from the environment running this test, through a path file, so the test
@@ -21,9 +22,11 @@ def test_wheel_installs_and_runs(tmp_path):
     wheels = list((tmp_path/'dist').glob('eva_cam-*-py3-none-any.whl'))
     assert len(wheels) == 1, wheels
     names = zipfile.ZipFile(wheels[0]).namelist()
-    for f in ('eva_cam/sample/cifar10-sample.tar.gz', 'eva_cam/data.py', 'eva_cam/gradcam.py', 'eva_cam/cli.py'):
+    for f in ('eva_cam/sample/cifar10-sample.tar.gz', 'eva_cam/data.py', 'eva_cam/gradcam.py', 'eva_cam/cli.py',
+              'eva_cam/weights/resnet18_cifar10.pt', 'eva_cam/weights/resnet18_cifar10.json'):
         assert f in names, f"{f} is missing from {wheels[0].name}"
-    assert wheels[0].stat().st_size < 3_000_000, wheels[0].stat().st_size
+    weights = (ROOT/'eva_cam'/'weights'/'resnet18_cifar10.pt').stat().st_size
+    assert wheels[0].stat().st_size < weights + 3_000_000, wheels[0].stat().st_size  # the weights and a little code and data
 
     env = tmp_path/'venv'
     venv.create(env, with_pip=True)
@@ -35,6 +38,9 @@ def test_wheel_installs_and_runs(tmp_path):
     where = run(py, '-c', 'import eva_cam; print(eva_cam.__file__)', cwd=tmp_path).strip()
     assert where.startswith(str(env)), f"eva_cam was imported from {where}, not from the wheel"
     assert 'report' in run(exe, '--help', cwd=tmp_path)
+    run(py, '-c', "from eva_cam.data import load_cifar10; from PIL import Image; Image.fromarray(load_cifar10('sample').x_test[1]).save('picture.png')", cwd=tmp_path)
+    out = run(exe, 'cam', '--image', 'picture.png', '--out', 'cam.png', cwd=tmp_path)
+    assert 'the trained ResNet18 eva_cam ships' in out and (tmp_path/'cam.png').stat().st_size > 0, out
     run(exe, 'report', '--data', 'sample', '--epochs', '1', '--limit', '256', '--batch-size', '64', '--workers', '0',
         '--out', tmp_path/'report', cwd=tmp_path)
     page = (tmp_path/'report'/'report.html').read_text()
