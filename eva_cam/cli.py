@@ -112,7 +112,23 @@ def cmd_cam(a) -> int:
     target = int(a.target) if a.target.isdigit() else a.target
     top3 = explain_image(model, a.image, layer=a.layer, target=target, out=a.out, true_class=a.true_class)
     for c, p in top3: print(f"{c:>12s} {p:6.1%}")
+    _print_layer_scores(model, Path(a.image), target, a.true_class)
     return 0
+
+def _print_layer_scores(model, image: Path, target, true_class):
+    "Which layer's Grad-CAM to trust for this image (chapter 04a): deletion and insertion areas and the confidence change, per stage."
+    from eva_cam.data import CIFAR10_MEAN, CIFAR10_STD, CLASSES
+    from eva_cam.faithfulness import faithfulness
+    from eva_cam.gradcam import _load_image
+    layers = [n for n in ('layer1', 'layer2', 'layer3', 'layer4') if n in dict(model.named_modules())]
+    if not layers: return
+    x, _ = _load_image(image, 32, CIFAR10_MEAN, CIFAR10_STD)
+    named = true_class if target == 'true' else target
+    cls = int(model(x).argmax(1)) if target == 'pred' else int(named) if str(named).isdigit() else CLASSES.index(named)
+    scores = faithfulness(model, x, [cls], layers, steps=16)
+    print(f"which layer to trust for {CLASSES[cls]} (deletion: lower is better; insertion, confidence change: higher is better):")
+    for n, s in sorted(scores.items(), key=lambda kv: kv[1]['deletion_auc']):
+        print(f"{n:>12s} deletion {s['deletion_auc']:.3f}  insertion {s['insertion_auc']:.3f}  confidence change {s['confidence_change']:+.3f}")
 
 # %% ../nbs/06_cli.ipynb #2f3d6541
 def cmd_report(a) -> int:
@@ -126,9 +142,8 @@ def cmd_report(a) -> int:
 # %% ../nbs/06_cli.ipynb #54ea3357
 def make_parser() -> argparse.ArgumentParser:
     "The `eva_cam` argument parser with its four commands."
-    p = argparse.ArgumentParser(prog='eva_cam', description="ResNet18 on CIFAR-10: train, find a learning rate, "
-                                "explain with Grad-CAM, write the report.")
     from eva_cam import __version__
+    p = argparse.ArgumentParser(prog='eva_cam', description="ResNet18 on CIFAR-10: train, find a learning rate, explain with Grad-CAM, write the report.")
     p.add_argument('--version', action='version', version=f'eva_cam {__version__}')
     sub = p.add_subparsers(dest='command', required=True, metavar='COMMAND')
     t = sub.add_parser('train', help='train a recipe into a run folder', description='Train a recipe (fast, s8, s9, s10) into a run folder: checkpoints, history, metrics, curves.')

@@ -257,6 +257,12 @@ def _check_args(model, train_dl, optimizer, num_iter, smooth_f, diverge_th, val_
         raise ValueError("The optimizer updates tensors that are not parameters of the model: lr_find could not restore them.")
 
 # %% ../nbs/03_lrfinder.ipynb #dc273ec7
+def _suggestions(tried: np.ndarray, losses: np.ndarray, skip_start: int, skip_end: int) -> dict:
+    "`suggest_lrs` where enough finite points are left after skipping (a test that diverged early has none), else {}."
+    finite = np.isfinite(losses[skip_start:len(losses) - skip_end])
+    ok = len(losses) - skip_start - skip_end >= MIN_POINTS and (finite.all() or np.argmin(finite) >= MIN_POINTS)
+    return suggest_lrs(tried, losses, skip_start, skip_end) if ok else {}
+
 def lr_find(model: nn.Module, # the model to test; it is left exactly as it was
             train_dl, # training batches (inputs, targets, ...); restarted when exhausted
             optimizer: torch.optim.Optimizer|None = None, # default: SGD with momentum 0.9; its state is restored
@@ -289,10 +295,7 @@ def lr_find(model: nn.Module, # the model to test; it is left exactly as it was
             opt.load_state_dict(opt.state_dict())  # moves the optimizer's state to the parameters' new device
         tried, losses, raw, diverged = _range_test(model, train_dl, opt, crit, lrs, smooth_f, diverge_th, val_dl,
                                                    accumulation_steps, dev, prec, progress)
-    n_left = len(losses) - skip_start - skip_end
-    finite = np.isfinite(losses[skip_start:len(losses) - skip_end])
-    ok = n_left >= MIN_POINTS and (finite.all() or np.argmin(finite) >= MIN_POINTS)
-    suggestions = suggest_lrs(tried, losses, skip_start, skip_end) if ok else {}
+    suggestions = _suggestions(tried, losses, skip_start, skip_end)
     settings = dict(start_lr=float(start_lr), end_lr=float(end_lr), num_iter=int(num_iter), step_mode=step_mode,
                     smooth_f=float(smooth_f), diverge_th=float(diverge_th), accumulation_steps=accumulation_steps, val=val_dl is not None,
                     device=str(dev), precision=prec, optimizer=type(opt).__name__ + ('' if optimizer is not None else ' (momentum 0.9)'),

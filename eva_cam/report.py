@@ -10,6 +10,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from .data import CLASSES, get_dataloaders, load_cifar10
+from .faithfulness import faithfulness
 from .gradcam import plot_gradcam_misclassified
 from .core import atomic_write, get_device
 from .interpret import get_misclassified, per_class_accuracy, plot_confusion_matrix, plot_misclassified
@@ -83,7 +84,7 @@ def report_figures(run: str|Path, # a run folder written by `train_run`
                    n: int = 10, # how many misclassified images to show
                    layer: str = 'layer3', # the layer Grad-CAM explains
                    device=None) -> dict:
-    "Figures and tables of a trained run: curves, misclassified images, their Grad-CAMs, per-class accuracy, confusion."
+    "Figures and tables of a trained run: curves, misclassified images, their Grad-CAMs, per-class accuracy, confusion, and each stage's faithfulness over the misclassified images (chapter 04a)."
     run = Path(run)
     metrics, history = read_run(run)
     ckpt = run_checkpoint(run)
@@ -93,9 +94,11 @@ def report_figures(run: str|Path, # a run folder written by `train_run`
     logits, labels = predict(model, test_dl, get_device(device))  # the best device here, unless one is named
     pred = logits.argmax(1)
     mistakes = get_misclassified(model, test_dl, n, preds=(logits, labels))
+    stages = [s for s in ('layer1', 'layer2', 'layer3', 'layer4') if s in dict(model.named_modules())]
+    scores = faithfulness(model.float(), mistakes.images, mistakes.pred, stages) if len(mistakes.pred) and stages else {}
     return {'metrics': metrics, 'history': history, 'checkpoint': ckpt.name,
             'checkpoint_acc': (pred == labels).float().mean().item(),
-            'per_class': per_class_accuracy(labels, pred, CLASSES),
+            'per_class': per_class_accuracy(labels, pred, CLASSES), 'layer_scores': scores,
             'figures': {'curves': plot_history(history, title=f"{metrics['recipe']}, {metrics['epochs']} epochs"),
                         'misclassified': plot_misclassified(mistakes.images, mistakes.true, mistakes.pred, CLASSES),
                         'gradcam': plot_gradcam_misclassified(model.float(), mistakes, layer, CLASSES),
@@ -132,6 +135,13 @@ def write_report(run: str|Path, out: str|Path, data=None, n: int = 10, layer: st
         atomic_write(out/f'{name}.png', lambda tmp: Path(tmp).write_bytes(png))
         parts += [f"<h2>{_TITLES[name]}</h2>", f'<img alt="{name}" src="data:image/png;base64,{base64.b64encode(png).decode()}">']
     parts += ["<h2>Accuracy per class</h2>", _table_html([(c, f"{a:.1%}") for c, a in r['per_class'].items()], ('class', 'accuracy'))]
+    if r['layer_scores']:
+        parts += ["<h2>Which layer's map to trust</h2>", "<p>Grad-CAM of each stage for the predicted class of the misclassified images, "
+                  "scored as chapter 04a scores maps (means over the images): deletion, lower is better; insertion and the "
+                  "confidence change, higher is better.</p>",
+                  _table_html([(n, f"{s['deletion_auc']:.3f}", f"{s['insertion_auc']:.3f}", f"{s['confidence_change']:+.3f}")
+                               for n, s in sorted(r['layer_scores'].items(), key=lambda kv: kv[1]['deletion_auc'])],
+                              ('layer', 'deletion', 'insertion', 'confidence change'))]
     style = "body{font-family:sans-serif;max-width:900px;margin:auto} table{border-collapse:collapse} td,th{border:1px solid #ccc;padding:2px 8px} img{max-width:100%}"
     doc = f"<!doctype html><html><head><meta charset='utf-8'><title>eva_cam report</title><style>{style}</style></head><body>{''.join(parts)}</body></html>"
     atomic_write(out/'report.html', lambda tmp: Path(tmp).write_text(doc))

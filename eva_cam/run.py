@@ -4,7 +4,7 @@
 
 # %% ../nbs/03b_run.ipynb #6e9e91c5
 from __future__ import annotations
-import contextlib, datetime, json, math, os, platform, shutil, subprocess, tempfile
+import contextlib, copy, datetime, itertools, json, math, os, platform, shutil, subprocess, tempfile, time
 from pathlib import Path
 
 import filelock
@@ -14,15 +14,15 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from .core import PRECISIONS, _distributed, atomic_write, get_device, is_main, resolve_precision, set_seed, world_size
+from .core import PRECISIONS, _distributed, atomic_write, get_device, is_main, resolve_precision, set_seed, unwrap, world_size
 from .data import TRANSFORMS, Cifar10, DeviceLoader, check_limit, get_dataloaders, load_cifar10
 from .lrfinder import lr_find_to_dir
-from .train import (MODELS, OPTIMIZERS, SCHEDULERS, History, _read_checkpoint, _sum_over_ranks, ema_model, evaluate, fit, make_model,
+from .train import (MODELS, OPTIMIZERS, SCHEDULERS, History, _read_checkpoint, _sum_over_ranks, ema_model, evaluate, fit, make_model, train_epoch,
                            make_optimizer, make_scheduler, plot_history)
 
 # %% auto #0
 __all__ = ['RECIPES', 'REPORTED_ACCURACY', 'LR_FIND_RULES', 'RUN_FILES', 'get_recipe', 'lock_run_folder', 'train_run',
-           'run_checkpoint']
+           'run_checkpoint', 'estimate_epoch_seconds']
 
 # %% ../nbs/03b_run.ipynb #ced7817e
 _BASE = dict(model='resnet18', epochs=20, batch_size=128, tfms='standard', optimizer='sgd', lr=0.01, momentum=0.9,
@@ -289,3 +289,21 @@ def run_checkpoint(run: str|Path) -> Path:
     for name in ('best.pt', 'checkpoint.pt'):
         if (run/name).is_file(): return run/name
     raise FileNotFoundError(f"No best.pt or checkpoint.pt in {run}: give a folder written by `eva_cam train`.")
+
+# %% ../nbs/03b_run.ipynb #4e1e4d82
+def estimate_epoch_seconds(model: nn.Module, dl, device: str|torch.device|None = None, precision: str = 'auto',
+                           batches: int = 3, # training steps timed, after one more to warm up
+                          ) -> float:
+    """Seconds one training epoch over `dl` takes on this machine, from `batches` timed steps of a copy of `model`.
+
+    The copy trains with learning rate 0, so `model` is untouched. Testing is not counted. Raises ValueError when
+    `batches` is not a positive integer or `dl` gives fewer than two batches (one to warm up, one to time)."""
+    if not (isinstance(batches, int) and batches > 0): raise ValueError(f"batches must be a positive integer, got {batches!r}.")
+    steps = list(itertools.islice(iter(dl), batches + 1))
+    if len(steps) < 2: raise ValueError(f"The DataLoader gave {len(steps)} batch(es): at least 2 are needed, one to warm up and one to time.")
+    net = copy.deepcopy(unwrap(model))
+    opt = torch.optim.SGD(net.parameters(), lr=0.0)
+    train_epoch(net, steps[:1], opt, device=device, precision=precision, epoch_desc='warm-up')
+    t0 = time.perf_counter()
+    train_epoch(net, steps[1:], opt, device=device, precision=precision, epoch_desc='timing')  # ends with .item(): the device has finished
+    return (time.perf_counter() - t0) / (len(steps) - 1) * len(dl)

@@ -29,7 +29,7 @@ from .resnet import BasicBlock, ResNet18, ResNet34
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'SCHEDULERS', 'MODELS', 'train_epoch', 'predict', 'evaluate', 'History', 'plot_history',
            'make_optimizer', 'make_scheduler', 'ema_model', 'recompute_bn', 'make_model', 'save_checkpoint',
-           'load_checkpoint', 'checkpoint_model', 'fit', 'estimate_epoch_seconds']
+           'load_checkpoint', 'checkpoint_model', 'fit']
 
 # %% ../nbs/02_train.ipynb #984cd89c
 def _sum_over_ranks(values: list[float], device: torch.device) -> list[float]:
@@ -368,18 +368,14 @@ def fit(model: nn.Module, train_dl, test_dl,
         ema: AveragedModel|None = None, # a weight average of `model` (`ema_model`): updated each step, tested and saved as the run's result
        ) -> History:
     "Train for `epochs`, evaluating and checkpointing after each; returns the History. In a distributed run (chapter 07) each process calls it with the plain model."
-    if not (isinstance(epochs, int) and epochs > 0): raise ValueError(f"epochs must be a positive integer, got {epochs!r}.")
-    if resume and out is None: raise ValueError("resume=True needs the run folder `out` that holds checkpoint.pt.")
+    _check_fit(epochs, resume, out)
     device = get_device(device); precision = resolve_precision(precision, device)
     out = Path(out) if out is not None else None
     writes = out is not None and is_main()  # in a distributed run only rank 0 writes files
     scaler = grad_scaler(device, precision)
-    _place(model, device)
-    if ema is not None: _place(ema, device)
-    history, start = _start(out, resume, writes, model, optimizer, scheduler, scaler, ema)
+    history, start = _start(out, resume, writes, model, optimizer, scheduler, scaler, ema, device)
     best = max(history.test_acc, default=-1.0)
-    step_model = DistributedDataParallel(model) if _distributed() else model  # averages gradients between processes
-    step_model = torch.compile(step_model) if use_compile else step_model  # both share model's parameters
+    step_model = _step_model(model, use_compile)
     for epoch in range(start, epochs):
         reseed(train_dl, seed, epoch)
         t0, lr = time.perf_counter(), optimizer.param_groups[0]['lr']
@@ -399,8 +395,19 @@ def fit(model: nn.Module, train_dl, test_dl,
         best = max(best, test_acc)
     return history
 
-def _start(out: Path|None, resume: bool, writes: bool, model, optimizer, scheduler, scaler, ema) -> tuple[History, int]:
-    "The history so far and the first epoch to train: restored from out/checkpoint.pt when resuming (RNG states too), else empty and 0."
+def _check_fit(epochs, resume: bool, out):
+    if not (isinstance(epochs, int) and epochs > 0): raise ValueError(f"epochs must be a positive integer, got {epochs!r}.")
+    if resume and out is None: raise ValueError("resume=True needs the run folder `out` that holds checkpoint.pt.")
+
+def _step_model(model: nn.Module, use_compile: bool) -> nn.Module:
+    "What the training steps call: `model`, wrapped by DistributedDataParallel in a distributed run and compiled if asked (all share its parameters)."
+    step_model = DistributedDataParallel(model) if _distributed() else model  # averages gradients between processes
+    return torch.compile(step_model) if use_compile else step_model
+
+def _start(out: Path|None, resume: bool, writes: bool, model, optimizer, scheduler, scaler, ema, device) -> tuple[History, int]:
+    "Place the model (and its average) on `device`; the history so far and the first epoch: restored from out/checkpoint.pt when resuming (RNG states too), else empty and 0."
+    _place(model, device)
+    if ema is not None: _place(ema, device)
     history, start = History(), 0
     if resume:  # every process of a distributed run reads the checkpoint rank 0 wrote
         ckpt = load_checkpoint(out/'checkpoint.pt', model, optimizer, scheduler, scaler, restore_rng=True, ema=ema)
@@ -427,21 +434,3 @@ def _save_epoch(out: Path, ckpt: tuple, ema, is_best: bool):
     if is_best: save_checkpoint(out/'best.pt', *ckpt, ema=ema)
     save_checkpoint(out/'checkpoint.pt', *ckpt, ema=ema)
     ckpt[5].save(out/'history.json')
-
-# %% ../nbs/02_train.ipynb #4e1e4d82
-def estimate_epoch_seconds(model: nn.Module, dl, device: str|torch.device|None = None, precision: str = 'auto',
-                           batches: int = 3, # training steps timed, after one more to warm up
-                          ) -> float:
-    """Seconds one training epoch over `dl` takes on this machine, from `batches` timed steps of a copy of `model`.
-
-    The copy trains with learning rate 0, so `model` is untouched. Testing is not counted. Raises ValueError when
-    `batches` is not a positive integer or `dl` gives fewer than two batches (one to warm up, one to time)."""
-    if not (isinstance(batches, int) and batches > 0): raise ValueError(f"batches must be a positive integer, got {batches!r}.")
-    steps = list(itertools.islice(iter(dl), batches + 1))
-    if len(steps) < 2: raise ValueError(f"The DataLoader gave {len(steps)} batch(es): at least 2 are needed, one to warm up and one to time.")
-    net = copy.deepcopy(unwrap(model))
-    opt = torch.optim.SGD(net.parameters(), lr=0.0)
-    train_epoch(net, steps[:1], opt, device=device, precision=precision, epoch_desc='warm-up')
-    t0 = time.perf_counter()
-    train_epoch(net, steps[1:], opt, device=device, precision=precision, epoch_desc='timing')  # ends with .item(): the device has finished
-    return (time.perf_counter() - t0) / (len(steps) - 1) * len(dl)
