@@ -80,7 +80,8 @@ def _check_writable(folder: Path):
 def cmd_lr_find(a) -> int:
     "Run the LR range test for a recipe and write its plot and curve to `a.out`."
     from eva_cam.run import get_recipe
-    from eva_cam.train import get_device, make_model
+    from eva_cam.core import get_device
+    from eva_cam.train import make_model
     from eva_cam.data import load_cifar10, get_dataloaders
     from eva_cam.lrfinder import lr_find_to_dir
     cfg = get_recipe(a.recipe, **({'batch_size': a.batch_size} if a.batch_size else {}))
@@ -112,22 +113,22 @@ def cmd_cam(a) -> int:
     target = int(a.target) if a.target.isdigit() else a.target
     top3 = explain_image(model, a.image, layer=a.layer, target=target, out=a.out, true_class=a.true_class)
     for c, p in top3: print(f"{c:>12s} {p:6.1%}")
-    _print_layer_scores(model, Path(a.image), target, a.true_class)
+    _print_layer_scores(model, Path(a.image), top3[0][0] if target == 'pred' else a.true_class if target == 'true' else target)
     return 0
 
-def _print_layer_scores(model, image: Path, target, true_class):
-    "Which layer's Grad-CAM to trust for this image (chapter 04a): deletion and insertion areas and the confidence change, per stage."
+def _print_layer_scores(model, image: Path, target: str|int):
+    "Which layer's Grad-CAM to trust for this image and class `target` (a name or an index; chapter 04a), per stage, the most faithful first."
     from eva_cam.data import CIFAR10_MEAN, CIFAR10_STD, CLASSES
-    from eva_cam.faithfulness import faithfulness
+    from eva_cam.faithfulness import faithfulness, rank_layers
     from eva_cam.gradcam import _load_image
     layers = [n for n in ('layer1', 'layer2', 'layer3', 'layer4') if n in dict(model.named_modules())]
     if not layers: return
     x, _ = _load_image(image, 32, CIFAR10_MEAN, CIFAR10_STD)
-    named = true_class if target == 'true' else target
-    cls = int(model(x).argmax(1)) if target == 'pred' else int(named) if str(named).isdigit() else CLASSES.index(named)
+    cls = int(target) if str(target).isdigit() else CLASSES.index(target)
     scores = faithfulness(model, x, [cls], layers, steps=16)
-    print(f"which layer to trust for {CLASSES[cls]} (deletion: lower is better; insertion, confidence change: higher is better):")
-    for n, s in sorted(scores.items(), key=lambda kv: kv[1]['deletion_auc']):
+    print(f"which layer to trust for {CLASSES[cls]}, most faithful first (deletion: lower is better; insertion, confidence change: higher is better):")
+    for n in rank_layers(scores):
+        s = scores[n]
         print(f"{n:>12s} deletion {s['deletion_auc']:.3f}  insertion {s['insertion_auc']:.3f}  confidence change {s['confidence_change']:+.3f}")
 
 # %% ../nbs/06_cli.ipynb #2f3d6541

@@ -8,10 +8,10 @@ import torch
 import torch.nn as nn
 
 from .core import eval_mode
-from .gradcam import gradcam
+from .gradcam import _check_targets, gradcam
 
 # %% auto #0
-__all__ = ['confidence_change', 'deletion_insertion', 'faithfulness']
+__all__ = ['confidence_change', 'deletion_insertion', 'score_maps', 'rank_layers', 'faithfulness']
 
 # %% ../nbs/04a_faithfulness.ipynb #86310570
 def _target_probs(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
@@ -20,10 +20,11 @@ def _target_probs(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, batc
         return torch.cat([model(x[i:i + batch_size]).float().softmax(1).gather(1, targets[i:i + batch_size, None])[:, 0]
                           for i in range(0, len(x), batch_size)])
 
-def _as_targets(targets, n: int, device) -> torch.Tensor:
-    t = torch.as_tensor(targets, device=device).long().flatten()
-    if len(t) != n: raise ValueError(f"{n} images but {len(t)} targets: give one class per image.")
-    return t
+def _targets(targets, x: torch.Tensor) -> torch.Tensor:
+    "The classes to score, `(N,)` on `x`'s device: checked as `gradcam` checks them (chapter 04), but required."
+    t = _check_targets(targets, len(x))
+    if t is None: raise ValueError("targets is None: give the class of each image (one index for all, or one per image).")
+    return t.to(x.device)
 
 def confidence_change(model: nn.Module, # the classifier
                       x: torch.Tensor, # normalised images `(N, C, H, W)`
@@ -33,7 +34,7 @@ def confidence_change(model: nn.Module, # the classifier
     """The target's softmax probability on `x * cam` minus on `x`, per image, `(N,)`, in [-1, 1]: near 0 or above, the map kept
     what the model needs. Equals pytorch-grad-cam's `CamMultImageConfidenceChange` with `ClassifierOutputSoftmaxTarget`."""
     if cams.shape != (x.shape[0], *x.shape[2:]): raise ValueError(f"cams must be (N, H, W) = {(x.shape[0], *x.shape[2:])} for x {tuple(x.shape)}, got {tuple(cams.shape)}.")
-    t = _as_targets(targets, len(x), x.device)
+    t = _targets(targets, x)
     return _target_probs(model, x * cams[:, None].to(x), t) - _target_probs(model, x, t)
 
 def deletion_insertion(model: nn.Module, # the classifier
@@ -51,7 +52,7 @@ def deletion_insertion(model: nn.Module, # the classifier
     if cams.shape != (x.shape[0], *x.shape[2:]): raise ValueError(f"cams must be (N, H, W) = {(x.shape[0], *x.shape[2:])} for x {tuple(x.shape)}, got {tuple(cams.shape)}.")
     if not (isinstance(steps, int) and steps >= 1): raise ValueError(f"steps must be a positive integer, got {steps!r}.")
     n, _, h, w = x.shape
-    t = _as_targets(targets, n, x.device)
+    t = _targets(targets, x)
     base = torch.zeros_like(x) if baseline is None else torch.as_tensor(baseline).to(x).expand_as(x)
     rank = cams.to(x.device).flatten(1).argsort(dim=1, descending=True, stable=True).argsort(dim=1)  # each pixel's place in the order
     k = torch.linspace(0, h * w, steps + 1, device=x.device).round().long()
@@ -60,18 +61,41 @@ def deletion_insertion(model: nn.Module, # the classifier
               for name, a, b in (('deletion', base, x), ('insertion', x, base))}
     return {**curves, **{f'{name}_auc': torch.trapezoid(c, dx=1 / steps, dim=1) for name, c in curves.items()}}
 
+# %% ../nbs/04a_faithfulness.ipynb #5767880b
+def score_maps(model: nn.Module, x: torch.Tensor, # the classifier and normalised images `(N, C, H, W)`
+               cams: dict, # name -> maps `(N, H, W)` of `x`, e.g. one per layer or per method
+               targets, # the class of each image, `(N,)`, or one index for all
+               steps: int = 16, # see `deletion_insertion`
+              ) -> dict:
+    """Per name, the means over `x` of `deletion_auc` (lower is better), `insertion_auc` and `confidence_change` (higher is
+    better), each in [0, 1] or [-1, 1]: `{name: {measure: float}}`. All names are scored in one batched set of passes."""
+    t, names = _targets(targets, x), list(cams)
+    for n in names:
+        if cams[n].shape != (x.shape[0], *x.shape[2:]): raise ValueError(f"cams[{n!r}] must be (N, H, W) = {(x.shape[0], *x.shape[2:])} for x {tuple(x.shape)}, got {tuple(cams[n].shape)}.")
+    if not names: return {}
+    xs, ts, cs = x.repeat(len(names), 1, 1, 1), t.repeat(len(names)), torch.cat([cams[n].to(x) for n in names])
+    di = deletion_insertion(model, xs, cs, ts, steps)
+    cc = _target_probs(model, xs * cs[:, None], ts) - _target_probs(model, x, t).repeat(len(names))
+    per = {'deletion_auc': di['deletion_auc'], 'insertion_auc': di['insertion_auc'], 'confidence_change': cc}
+    per = {k: v.view(len(names), -1).mean(1).tolist() for k, v in per.items()}
+    return {n: {k: v[j] for k, v in per.items()} for j, n in enumerate(names)}
+
+def rank_layers(scores: dict) -> list:
+    """The names of `scores` (from `score_maps` or `faithfulness`), the most faithful first: by insertion area minus
+    deletion area, highest first (ties keep their order)."""
+    return sorted(scores, key=lambda n: scores[n]['deletion_auc'] - scores[n]['insertion_auc'])
+
 # %% ../nbs/04a_faithfulness.ipynb #e80352ee
 def faithfulness(model: nn.Module, x: torch.Tensor, targets, # images `(N, C, H, W)` and their classes `(N,)`
                  layers: list = ('layer1', 'layer2', 'layer3', 'layer4'), # the layers to score
-                 method: str = 'gradcam', # one of CAM_METHODS
+                 method: str|list = 'gradcam', # one of CAM_METHODS, or a list of them
                  steps: int = 16, # see `deletion_insertion`
                 ) -> dict:
-    "Per layer, the means over `x` of `deletion_auc` (lower is better), `insertion_auc` and `confidence_change` (higher is better)."
-    t = _as_targets(targets, len(x), x.device)
-    cams = gradcam(model, x, list(layers), t, method=method)  # all layers from one forward and backward pass
-    out = {}
-    for name, c in cams.items():
-        di = deletion_insertion(model, x, c, t, steps)
-        out[name] = {'deletion_auc': di['deletion_auc'].mean().item(), 'insertion_auc': di['insertion_auc'].mean().item(),
-                     'confidence_change': confidence_change(model, x, c, t).mean().item()}
-    return out
+    """`score_maps` of each layer's maps by `method`, for the given classes: `{layer: {measure: mean}}`, or
+    `{method: {layer: ...}}` when `method` is a list. The maps of all layers and methods come from one forward and one
+    backward pass (`gradcam`), and all of them are scored in one batched call."""
+    t = _targets(targets, x)
+    cams = gradcam(model, x, list(layers), t, method=method)
+    if isinstance(method, str): return score_maps(model, x, cams, t, steps)
+    flat = score_maps(model, x, {(m, n): c for m, cs in cams.items() for n, c in cs.items()}, t, steps)
+    return {m: {n: flat[m, n] for n in cs} for m, cs in cams.items()}

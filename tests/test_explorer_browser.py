@@ -1,5 +1,6 @@
 """The Grad-CAM explorer in a real browser: Voila serves a notebook that shows it, headless Chromium changes the
-layer and the image, and the displayed overlay must change with no error on the page or in the server log.
+layer, the method and the image, and the displayed overlay and the score panel (which layer to trust) must change
+with no error on the page or in the server log.
 
 Needs: pip install voila playwright pytest; apt-get install -y chromium (Debian's /usr/bin/chromium is used as
 Playwright's browser, so `playwright install` is never run and nothing is downloaded).
@@ -17,10 +18,9 @@ STEP_TIMEOUT_MS = 60_000
 NOTEBOOK_CELLS = [
     "import torch\n"
     "from eva_cam.data import load_cifar10, get_transforms\n"
-    "from eva_cam.resnet import ResNet18\n"
-    "from eva_cam.gradcam import GradCamExplorer",
-    "torch.manual_seed(0)\n"
-    "model = ResNet18().eval()\n"
+    "from eva_cam.resnet import load_pretrained\n"
+    "from eva_cam.explorer import GradCamExplorer",
+    "model = load_pretrained()\n"
     "sample = load_cifar10('sample', cache_dir=None)\n"
     "_, tfm = get_transforms('none')\n"
     "idx = list(range(0, 200, 25))\n"
@@ -119,10 +119,15 @@ def test_explorer_in_browser(voila_url):
             overlay = page.locator('img.eva-overlay')
             pixels = [overlay.screenshot()]
 
+            panels = [page.inner_text('.eva-scores')]
             layer_s = [_change(page, '.eva-layer select', out/'1_layer2.png', label='layer2 (16x16)')]
-            pixels.append(overlay.screenshot())
+            pixels.append(overlay.screenshot()); panels.append(page.inner_text('.eva-scores'))
             layer_s.append(_change(page, '.eva-layer select', out/'2_layer1.png', label='layer1.1 (32x32)'))
-            pixels.append(overlay.screenshot())
+            pixels.append(overlay.screenshot()); page.wait_for_function("() => document.querySelector('.eva-scores').innerText.includes('layer1.1:')")
+            panels.append(page.inner_text('.eva-scores'))
+            method_s = _change(page, '.eva-method select', out/'2b_hirescam.png', label='hirescam')
+            pixels.append(overlay.screenshot()); panels.append(page.inner_text('.eva-scores'))
+            bold = page.inner_text('.eva-ranking tr[style*="bold"]')
             image_s = [_change(page, '.eva-image select', out/f'3_image{i}.png', index=i) for i in (1, 2, 3)]
             pixels.append(overlay.screenshot())
             layer_s.append(_change(page, '.eva-layer select', out/'4_layer3.png', label='layer3 (8x8)'))
@@ -134,7 +139,13 @@ def test_explorer_in_browser(voila_url):
     print(f"\nscreenshots in {out}")
     print("layer change -> new picture: " + ', '.join(f"{t*1000:.0f} ms" for t in layer_s))
     print("image change -> new picture: " + ', '.join(f"{t*1000:.0f} ms" for t in image_s) + " (the last one cached)")
+    print(f"method change -> new picture: {method_s*1000:.0f} ms")
+    print("score panel after the last change:\n" + panels[-1])
     assert len(set(pixels)) == len(pixels), "the overlay did not change on the screen after every change"
+    assert all('which layer to trust' in p for p in panels), panels
+    assert len(set(panels)) == len(panels), "the score panel did not change with the layer and the method"
+    assert panels[0].splitlines()[1].startswith('layer3:') and panels[2].splitlines()[1].startswith('layer1.1:'), panels
+    assert 'layer1.1' in bold, bold  # the chosen layer is the bold row of the ranking
     assert 'layer3' in text and 'true class' in text, text[:500]
     assert 'Traceback' not in text and 'Error' not in text, text[:2000]
     log = server_log.read_text()
