@@ -22,7 +22,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 __all__ = ['CLASSES', 'CIFAR10_MEAN', 'CIFAR10_STD', 'SAMPLE_PATH', 'LAYOUTS', 'TRANSFORMS', 'Cifar10', 'read_local',
            'default_cache_dir', 'download_cifar10', 'find_local', 'load_cifar10', 'full_cifar10', 'channel_stats',
            'get_transforms', 'CifarDataset', 'seed_worker', 'reseed', 'check_limit', 'default_workers',
-           'get_dataloaders', 'augment_params', 'augment_batch', 'DeviceLoader', 'denormalize', 'show_batch']
+           'get_dataloaders', 'augment_params', 'augment_batch', 'DeviceLoader', 'denormalize', 'show_images',
+           'show_batch']
 
 # %% ../nbs/00_data.ipynb #15d2b229
 CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck')
@@ -421,15 +422,25 @@ def denormalize(x: torch.Tensor, mean: tuple = CIFAR10_MEAN, std: tuple = CIFAR1
     m = torch.tensor(mean, device=x.device).view(-1, 1, 1); s = torch.tensor(std, device=x.device).view(-1, 1, 1)
     return (x.float() * s + m).clamp(0, 1)
 
-def show_batch(xb: torch.Tensor, yb: torch.Tensor, # a normalised batch and its labels
-               classes: tuple = CLASSES, n: int = 16, ncols: int = 8, mean: tuple = CIFAR10_MEAN, std: tuple = CIFAR10_STD):
-    "Draw the first `n` images of a normalised batch in a grid, titled with their class."
-    n = min(n, len(xb)); nrows = -(-n // ncols)
-    fig, axs = plt.subplots(nrows, ncols, figsize=(1.4*ncols, 1.6*nrows), squeeze=False)
+def show_images(images: torch.Tensor, # normalised images `(N, 3, H, W)`
+                titles: list|None = None, # one title per image (a title may have several lines), or None
+                ncols: int = 8, # images per row
+                size: float = 1.4, # inches per image; each line of title adds 0.2
+                mean: tuple = CIFAR10_MEAN, std: tuple = CIFAR10_STD, fontsize: int = 8):
+    "A grid of normalised images drawn de-normalised in RGB, each titled; returns the figure."
+    if titles is not None and len(titles) != len(images): raise ValueError(f"{len(images)} images but {len(titles)} titles.")
+    n = len(images); nrows = max(1, -(-n // ncols))
+    lines = max((str(t).count('\n') + 1 for t in titles), default=0) if titles is not None else 0
+    fig, axs = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + 0.2 * lines) * nrows), squeeze=False)
     for i, ax in enumerate(axs.flat):
         ax.axis('off')
         if i < n:
-            ax.imshow(denormalize(xb[i], mean, std).permute(1, 2, 0).cpu().numpy())
-            ax.set_title(classes[int(yb[i])], fontsize=8)
+            ax.imshow(denormalize(images[i], mean, std).permute(1, 2, 0).cpu().numpy())
+            if titles is not None: ax.set_title(titles[i], fontsize=fontsize)
     fig.tight_layout()
     return fig
+
+def show_batch(xb: torch.Tensor, yb: torch.Tensor, # a normalised batch and its labels
+               classes: tuple = CLASSES, n: int = 16, ncols: int = 8, mean: tuple = CIFAR10_MEAN, std: tuple = CIFAR10_STD):
+    "Draw the first `n` images of a normalised batch in a grid, titled with their class (`show_images`)."
+    return show_images(xb[:n], [classes[int(y)] for y in yb[:n]], ncols, mean=mean, std=std)

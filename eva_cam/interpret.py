@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data import CLASSES, denormalize
+from .data import CLASSES, show_images
 from .train import predict
 
 # %% auto #0
@@ -71,13 +71,6 @@ def plot_confusion_matrix(y_true, y_pred, classes: tuple = CLASSES, normalize: b
     return fig
 
 def plot_misclassified(images: torch.Tensor, true, pred, classes: tuple = CLASSES, ncols: int = 5):
-    "A grid of normalised images, each titled with its predicted and true class, drawn de-normalised in RGB."
-    n = len(images); nrows = max(1, -(-n // ncols))
-    fig, axs = plt.subplots(nrows, ncols, figsize=(2 * ncols, 2.5 * nrows), squeeze=False)  # room for two-line titles
-    for i, ax in enumerate(axs.flat):
-        ax.axis('off')
-        if i < n:
-            ax.imshow(denormalize(images[i]).permute(1, 2, 0).cpu().numpy())
-            ax.set_title(f'predicted {classes[int(pred[i])]}\ntrue {classes[int(true[i])]}', fontsize=9)
-    fig.tight_layout()
-    return fig
+    "A grid of normalised images, each titled with its predicted and true class (`show_images`, chapter 00)."
+    titles = [f'predicted {classes[int(p)]}\ntrue {classes[int(t)]}' for t, p in zip(true, pred)]
+    return show_images(images, titles, ncols, size=2, fontsize=9)

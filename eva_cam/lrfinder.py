@@ -16,6 +16,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from .core import atomic_write, autocast, get_device, grad_scaler, model_device, resolve_precision, rng_state, set_rng_state, unwrap
+from .train import train_step
 
 # %% auto #0
 __all__ = ['STEP_MODES', 'MIN_POINTS', 'SUGGESTIONS', 'DEFAULT_SUGGESTION', 'lr_schedule', 'smooth_losses', 'preserved_state',
@@ -105,18 +106,10 @@ def _xy(batch) -> tuple:
     return batch[0], batch[1]
 
 def _train_step(model, batches, optimizer, criterion, scaler, device, precision, accumulation_steps) -> float:
-    "One optimizer step over `accumulation_steps` batches; returns the mean of their losses."
+    "One optimizer step over the next `accumulation_steps` batches, in train mode (`train_step`, chapter 02); returns the mean of their losses."
     model.train()
-    optimizer.zero_grad(set_to_none=True)
-    total = 0.0
-    for _ in range(accumulation_steps):
-        x, y = _xy(next(batches))
-        with autocast(device, precision):
-            loss = criterion(model(x.to(device)), y.to(device)) / accumulation_steps
-        scaler.scale(loss).backward()
-        total += loss.item()
-    scaler.step(optimizer); scaler.update()
-    return total
+    loss, _ = train_step(model, [_xy(next(batches)) for _ in range(accumulation_steps)], optimizer, criterion, scaler, device, precision)
+    return loss.item()
 
 # %% ../nbs/03_lrfinder.ipynb #669d1872
 def _evaluate(model, dl, criterion, device, precision) -> float:

@@ -4,30 +4,27 @@
 
 # %% ../nbs/02_train.ipynb #88d273e9
 from __future__ import annotations
-import contextlib, copy, datetime, itertools, json, math, os, platform, random, shutil, subprocess, tempfile, time
+import itertools, json, math, time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import filelock
 import matplotlib
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import CosineAnnealingLR, OneCycleLR, ReduceLROnPlateau, StepLR
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from tqdm.auto import tqdm
 
-from .data import CLASSES, TRANSFORMS, Cifar10, DeviceLoader, check_limit, denormalize, get_dataloaders, load_cifar10, reseed
-from .core import (DEVICES, PRECISIONS, _distributed, atomic_write, autocast, get_device, grad_scaler, is_main, model_device,
-                          resolve_precision, rng_state, set_rng_state, set_seed, unwrap, world_size)
+from .data import reseed
+from .core import (_distributed, atomic_write, autocast, get_device, grad_scaler, is_main, model_device,
+                          resolve_precision, rng_state, set_rng_state, unwrap)
 from .resnet import BasicBlock, ResNet18, ResNet34
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'SCHEDULERS', 'MODELS', 'train_epoch', 'predict', 'evaluate', 'History', 'plot_history',
+__all__ = ['OPTIMIZERS', 'SCHEDULERS', 'MODELS', 'train_step', 'train_epoch', 'predict', 'evaluate', 'History', 'plot_history',
            'make_optimizer', 'make_scheduler', 'ema_model', 'recompute_bn', 'make_model', 'save_checkpoint',
            'load_checkpoint', 'checkpoint_model', 'fit']
 
@@ -67,6 +64,24 @@ def _check_finite(loss: float, where: str, lr: float|None = None, num_classes: i
         raise FloatingPointError(f"The loss became {loss:.4g} {where}{at}: training diverged. Try a lower learning rate, "
                                  f"or precision='fp32'.")
 
+# %% ../nbs/02_train.ipynb #c92359bf
+def train_step(model: nn.Module, batches: list, # one or more (inputs, targets) batches: their gradients add up (accumulation)
+               optimizer: torch.optim.Optimizer, criterion, scaler: torch.amp.GradScaler, device: torch.device, precision: str,
+              ) -> tuple[torch.Tensor, list]:
+    """One optimizer step: forward and backward on each batch, its loss divided by the number of batches, then the
+    step and the scaler's update. Returns the sum of those losses (the mean loss for equal batches; a 0-dim float32
+    tensor on `device`, so nothing waits for it) and each batch's outputs. The model's mode is the caller's to set."""
+    optimizer.zero_grad(set_to_none=True)
+    total, outs = torch.zeros((), device=device), []
+    for x, y in batches:
+        x, y = _to_device(x, y, device)
+        with autocast(device, precision):
+            out = model(x); loss = criterion(out, y) / len(batches)
+        scaler.scale(loss).backward()
+        total += loss.detach().float(); outs.append(out)
+    scaler.step(optimizer); scaler.update()
+    return total, outs
+
 # %% ../nbs/02_train.ipynb #c74e63a2
 def train_epoch(model: nn.Module, dl, optimizer: torch.optim.Optimizer,
                 criterion: nn.Module|None = None, # default nn.CrossEntropyLoss()
@@ -90,14 +105,10 @@ def train_epoch(model: nn.Module, dl, optimizer: torch.optim.Optimizer,
         bar = tqdm(dl, desc=epoch_desc, leave=False, disable=not is_main())
         for i, (xb, yb) in enumerate(bar):
             xb, yb = _to_device(xb, yb, device)
-            with autocast(device, precision):
-                out = model(xb); loss = criterion(out, yb)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer); scaler.update()
+            loss, (out,) = train_step(model, [(xb, yb)], optimizer, criterion, scaler, device, precision)
             if per_batch: scheduler.step()
             if ema is not None: ema.update_parameters(unwrap(model))
-            total += loss.detach().float() * len(yb); correct += (out.argmax(1) == yb).sum(); n += len(yb)
+            total += loss * len(yb); correct += (out.argmax(1) == yb).sum(); n += len(yb)
             if i % log_every == 0 or i == len(dl) - 1:
                 running = total.item() / n
                 _check_finite(running, f"in {epoch_desc}, batch {i+1}", optimizer.param_groups[0]['lr'], out.shape[1])
@@ -303,7 +314,6 @@ def _check_model_matches(model: nn.Module, state: dict, path):
     if diff: raise ValueError(f"The checkpoint {path} does not match this model: {len(diff)} tensors differ in "
                               f"name or shape, e.g. {diff[:3]}.")
 
-# %% ../nbs/02_train.ipynb #0ee17951
 def load_checkpoint(path: str|Path, model: nn.Module|None = None, optimizer=None, scheduler=None, scaler=None,
                     restore_rng: bool = False, # also restore the random-number generators (for resuming)
                     ema: AveragedModel|None = None, # loaded with the checkpoint's weight average
@@ -358,7 +368,8 @@ def fit(model: nn.Module, train_dl, test_dl,
         epochs: int, # total epochs of the run (a resumed run continues up to this number)
         optimizer: torch.optim.Optimizer, scheduler=None,
         criterion: nn.Module|None = None, # training loss; default nn.CrossEntropyLoss()
-        device: str|torch.device|None = None, precision: str = 'auto',
+        device: str|torch.device|None = None, # None: the best available (`get_device`), where the model trains
+        precision: str = 'auto',
         out: str|Path|None = None, # folder for checkpoint.pt, best.pt and history.json; None writes nothing
         seed: int = 0, # with the epoch number, fixes each epoch's data order and augmentation
         resume: bool = False, # continue from out/checkpoint.pt
@@ -369,13 +380,12 @@ def fit(model: nn.Module, train_dl, test_dl,
        ) -> History:
     "Train for `epochs`, evaluating and checkpointing after each; returns the History. In a distributed run (chapter 07) each process calls it with the plain model."
     _check_fit(epochs, resume, out)
-    device = get_device(device); precision = resolve_precision(precision, device)
-    out = Path(out) if out is not None else None
+    device, out = get_device(device), Path(out) if out is not None else None
+    precision = resolve_precision(precision, device)
     writes = out is not None and is_main()  # in a distributed run only rank 0 writes files
     scaler = grad_scaler(device, precision)
     history, start = _start(out, resume, writes, model, optimizer, scheduler, scaler, ema, device)
-    best = max(history.test_acc, default=-1.0)
-    step_model = _step_model(model, use_compile)
+    best, step_model = max(history.test_acc, default=-1.0), _step_model(model, use_compile)
     for epoch in range(start, epochs):
         reseed(train_dl, seed, epoch)
         t0, lr = time.perf_counter(), optimizer.param_groups[0]['lr']
