@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 
 from eva_cam.data import get_dataloaders, load_cifar10, reseed
-from eva_cam.train import ema_model, evaluate, load_checkpoint, make_model, recompute_bn
+from eva_cam.resnet import make_model
+from eva_cam.train import ema_model, evaluate, load_checkpoint, recompute_bn
 
 
 def check(path: Path, data, bn_batches: int) -> dict:

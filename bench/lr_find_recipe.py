@@ -15,7 +15,8 @@ import torch, torch.nn as nn
 from eva_cam.data import load_cifar10, get_dataloaders
 from eva_cam.core import get_device, set_seed
 from eva_cam.run import get_recipe
-from eva_cam.train import make_model, make_optimizer
+from eva_cam.resnet import make_model
+from eva_cam.train import make_optimizer
 from eva_cam.lrfinder import lr_find, plot_lr_find
 
 

@@ -81,7 +81,7 @@ def cmd_lr_find(a) -> int:
     "Run the LR range test for a recipe and write its plot and curve to `a.out`."
     from eva_cam.run import get_recipe
     from eva_cam.core import get_device
-    from eva_cam.train import make_model
+    from eva_cam.resnet import make_model
     from eva_cam.data import load_cifar10, get_dataloaders
     from eva_cam.lrfinder import lr_find_to_dir
     cfg = get_recipe(a.recipe, **({'batch_size': a.batch_size} if a.batch_size else {}))

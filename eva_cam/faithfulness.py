@@ -37,12 +37,22 @@ def confidence_change(model: nn.Module, # the classifier
     t = _targets(targets, x)
     return _target_probs(model, x * cams[:, None].to(x), t) - _target_probs(model, x, t)
 
+def _curves(model: nn.Module, x, cams, t, base, steps: int) -> dict:
+    "Deletion and insertion curves `(N, steps + 1)` of a few images: all their changed copies go through the model together."
+    n, _, h, w = x.shape
+    rank = cams.to(x.device).flatten(1).argsort(dim=1, descending=True, stable=True).argsort(dim=1)  # each pixel's place in the order
+    k = torch.linspace(0, h * w, steps + 1, device=x.device).round().long()
+    top = (rank[:, None, :] < k[None, :, None]).view(n, steps + 1, 1, h, w)  # (N, steps+1, 1, H, W): the first k pixels
+    return {name: _target_probs(model, torch.where(top, a[:, None], b[:, None]).flatten(0, 1), t.repeat_interleave(steps + 1)).view(n, steps + 1)
+            for name, a, b in (('deletion', base, x), ('insertion', x, base))}
+
 def deletion_insertion(model: nn.Module, # the classifier
                        x: torch.Tensor, # normalised images `(N, C, H, W)`
                        cams: torch.Tensor, # maps `(N, H, W)`: the order in which pixels are deleted or inserted, highest first
                        targets, # the class of each image, `(N,)`
                        steps: int = 16, # points on each curve after the first: k/steps of the pixels, k = 0..steps
                        baseline: torch.Tensor|None = None, # what deleted pixels become, broadcast to x; default zeros (the mean colour)
+                       chunk: int = 64, # images whose changed copies (2 x (steps + 1) each) are in memory at once
                       ) -> dict:
     """Deletion and insertion curves and their areas (Petsiuk et al., 2018): the target's softmax probability as the map's
     pixels are removed (deletion, lower area is better) or put back onto the baseline (insertion, higher is better).
@@ -51,14 +61,10 @@ def deletion_insertion(model: nn.Module, # the classifier
     the fraction of pixels, 0 to 1). Ties in a map keep pixel order (a stable sort), so a flat map deletes row by row."""
     if cams.shape != (x.shape[0], *x.shape[2:]): raise ValueError(f"cams must be (N, H, W) = {(x.shape[0], *x.shape[2:])} for x {tuple(x.shape)}, got {tuple(cams.shape)}.")
     if not (isinstance(steps, int) and steps >= 1): raise ValueError(f"steps must be a positive integer, got {steps!r}.")
-    n, _, h, w = x.shape
     t = _targets(targets, x)
     base = torch.zeros_like(x) if baseline is None else torch.as_tensor(baseline).to(x).expand_as(x)
-    rank = cams.to(x.device).flatten(1).argsort(dim=1, descending=True, stable=True).argsort(dim=1)  # each pixel's place in the order
-    k = torch.linspace(0, h * w, steps + 1, device=x.device).round().long()
-    top = (rank[:, None, :] < k[None, :, None]).view(n, steps + 1, 1, h, w)  # (N, steps+1, 1, H, W): the first k pixels
-    curves = {name: _target_probs(model, torch.where(top, a[:, None], b[:, None]).flatten(0, 1), t.repeat_interleave(steps + 1)).view(n, steps + 1)
-              for name, a, b in (('deletion', base, x), ('insertion', x, base))}
+    parts = [_curves(model, x[i:i + chunk], cams[i:i + chunk], t[i:i + chunk], base[i:i + chunk], steps) for i in range(0, len(x), chunk)]
+    curves = {name: torch.cat([p[name] for p in parts]) for name in ('deletion', 'insertion')}
     return {**curves, **{f'{name}_auc': torch.trapezoid(c, dx=1 / steps, dim=1) for name, c in curves.items()}}
 
 # %% ../nbs/04a_faithfulness.ipynb #5767880b
@@ -81,8 +87,8 @@ def score_maps(model: nn.Module, x: torch.Tensor, # the classifier and normalise
     return {n: {k: v[j] for k, v in per.items()} for j, n in enumerate(names)}
 
 def rank_layers(scores: dict) -> list:
-    """The names of `scores` (from `score_maps` or `faithfulness`), the most faithful first: by insertion area minus
-    deletion area, highest first (ties keep their order)."""
+    """The names of `scores` (`{name: {measure: float}}`, from `score_maps`, or `faithfulness` for one method), the most
+    faithful first: by insertion area minus deletion area, highest first (ties keep their order)."""
     return sorted(scores, key=lambda n: scores[n]['deletion_auc'] - scores[n]['insertion_auc'])
 
 # %% ../nbs/04a_faithfulness.ipynb #e80352ee

@@ -223,12 +223,13 @@ def gradcam(model: nn.Module, # any CNN classifier returning logits (N, classes)
             method: str|list = 'gradcam', # one of CAM_METHODS (see the table above), or a list of them
            ) -> torch.Tensor|dict:
     """Class activation maps `(N, H, W)` for `x` by `method` (Grad-CAM unless told), or a dict name -> maps when `layer` is a list,
-    or a dict method -> those when `method` is a list. All layers and methods share one forward and one backward pass."""
+    or a dict method -> those when `method` is a list. All layers and methods share one forward and one backward pass
+    (Score-CAM adds its masked passes, one per channel)."""
     model = unwrap(model)  # a model trained with DistributedDataParallel: its layers are the inner model's
     _check_input(model, x)
     names = _check_layers(model, layer)
     t = _check_targets(targets, len(x))
-    methods = [method] if isinstance(method, str) else list(method)
+    methods = [method] if isinstance(method, str) else list(method) if isinstance(method, (list, tuple)) else None
     if not methods or any(m not in CAM_METHODS for m in methods):
         raise ValueError(f"Unknown method {method!r}: expected one of {list(CAM_METHODS)}, or a list of them.")
     cams, _ = _raw_cams(model, x, names, t, methods)

@@ -72,5 +72,6 @@ def plot_confusion_matrix(y_true, y_pred, classes: tuple = CLASSES, normalize: b
 
 def plot_misclassified(images: torch.Tensor, true, pred, classes: tuple = CLASSES, ncols: int = 5):
     "A grid of normalised images, each titled with its predicted and true class (`show_images`, chapter 00)."
+    if not len(images) == len(true) == len(pred): raise ValueError(f"{len(images)} images, {len(true)} true and {len(pred)} predicted classes: give one of each per image.")
     titles = [f'predicted {classes[int(p)]}\ntrue {classes[int(t)]}' for t, p in zip(true, pred)]
     return show_images(images, titles, ncols, size=2, fontsize=9)

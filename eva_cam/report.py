@@ -10,7 +10,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from .data import CLASSES, get_dataloaders, load_cifar10
-from .faithfulness import faithfulness
+from .faithfulness import faithfulness, rank_layers
 from .gradcam import plot_gradcam_misclassified
 from .core import atomic_write, get_device
 from .interpret import get_misclassified, per_class_accuracy, plot_confusion_matrix, plot_misclassified
@@ -137,10 +137,10 @@ def write_report(run: str|Path, out: str|Path, data=None, n: int = 10, layer: st
     parts += ["<h2>Accuracy per class</h2>", _table_html([(c, f"{a:.1%}") for c, a in r['per_class'].items()], ('class', 'accuracy'))]
     if r['layer_scores']:
         parts += ["<h2>Which layer's map to trust</h2>", "<p>Grad-CAM of each stage for the predicted class of the misclassified images, "
-                  "scored as chapter 04a scores maps (means over the images): deletion, lower is better; insertion and the "
-                  "confidence change, higher is better.</p>",
+                  "scored as chapter 04a scores maps (means over the images), the most faithful first (insertion minus deletion): "
+                  "deletion, lower is better; insertion and the confidence change, higher is better.</p>",
                   _table_html([(n, f"{s['deletion_auc']:.3f}", f"{s['insertion_auc']:.3f}", f"{s['confidence_change']:+.3f}")
-                               for n, s in sorted(r['layer_scores'].items(), key=lambda kv: kv[1]['deletion_auc'])],
+                               for n, s in ((n, r['layer_scores'][n]) for n in rank_layers(r['layer_scores']))],
                               ('layer', 'deletion', 'insertion', 'confidence change'))]
     style = "body{font-family:sans-serif;max-width:900px;margin:auto} table{border-collapse:collapse} td,th{border:1px solid #ccc;padding:2px 8px} img{max-width:100%}"
     doc = f"<!doctype html><html><head><meta charset='utf-8'><title>eva_cam report</title><style>{style}</style></head><body>{''.join(parts)}</body></html>"

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from .core import model_device
 
 # %% auto #0
-__all__ = ['PRETRAINED', 'BasicBlock', 'ResNet', 'ResNet18', 'ResNet34', 'count_parameters', 'stage_sizes', 'model_summary',
-           'pretrained_record', 'load_pretrained']
+__all__ = ['MODELS', 'PRETRAINED', 'BasicBlock', 'ResNet', 'ResNet18', 'ResNet34', 'count_parameters', 'stage_sizes',
+           'make_model', 'model_summary', 'pretrained_record', 'load_pretrained']
 
 # %% ../nbs/01_resnet.ipynb #1faed32d
 class BasicBlock(nn.Module):
@@ -89,6 +89,19 @@ def stage_sizes(model: nn.Module, input_size=(1, 3, 32, 32), names=('conv1', 'la
     finally:
         for h in hooks: h.remove()
     return shapes
+
+# %% ../nbs/01_resnet.ipynb #80be8b1e
+MODELS = {'resnet18': ResNet18, 'resnet34': ResNet34}
+
+def make_model(name: str = 'resnet18', # one of MODELS
+               num_classes: int = 10, zero_init_residual: bool = False) -> nn.Module:
+    "A fresh model by name, optionally with every residual block starting as the identity."
+    if name not in MODELS: raise ValueError(f"Unknown model {name!r}: expected one of {tuple(MODELS)}.")
+    model = MODELS[name](num_classes)
+    if zero_init_residual:
+        for m in model.modules():
+            if isinstance(m, BasicBlock): nn.init.zeros_(m.bn2.weight)
+    return model
 
 # %% ../nbs/01_resnet.ipynb #eb71c66b
 def model_summary(model: nn.Module, input_size=(1, 3, 32, 32), depth: int = 2, **kwargs):

@@ -17,7 +17,8 @@ import torch.nn as nn
 from .core import PRECISIONS, _distributed, atomic_write, get_device, is_main, resolve_precision, set_seed, unwrap, world_size
 from .data import TRANSFORMS, Cifar10, DeviceLoader, check_limit, get_dataloaders, load_cifar10
 from .lrfinder import lr_find_to_dir
-from .train import (MODELS, OPTIMIZERS, SCHEDULERS, History, _read_checkpoint, _sum_over_ranks, ema_model, evaluate, fit, make_model, train_epoch,
+from .resnet import MODELS, make_model
+from .train import (OPTIMIZERS, SCHEDULERS, History, _read_checkpoint, _sum_over_ranks, ema_model, evaluate, fit, train_epoch,
                            make_optimizer, make_scheduler, plot_history)
 
 # %% auto #0
@@ -28,7 +29,7 @@ __all__ = ['RECIPES', 'REPORTED_ACCURACY', 'LR_FIND_RULES', 'RUN_FILES', 'get_re
 # Every key of a recipe: its unit, and where its value comes from. "usual": the common value for ResNet18 on
 # CIFAR-10, not tuned here. The runs named are the records in bench/results/plan/ (summary: bench/results/summary.md).
 _BASE = dict(
-    model='resnet18',         # a name of MODELS (chapter 02): the write-ups' ResNet18
+    model='resnet18',         # a name of MODELS (chapter 01): the write-ups' ResNet18
     epochs=20,                # passes over the 50,000 training images
     batch_size=128,           # images per step (usual; batch 256 and 512 gave fast no gain, bench/README.md)
     tfms='standard',          # a name of TRANSFORMS (chapter 00): 'standard' is reflect-pad 4, random crop, flip, cutout

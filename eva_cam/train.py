@@ -12,6 +12,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import CosineAnnealingLR, OneCycleLR, ReduceLROnPlateau, StepLR
@@ -21,12 +22,12 @@ from tqdm.auto import tqdm
 from .data import reseed
 from .core import (_distributed, atomic_write, autocast, get_device, grad_scaler, is_main, model_device,
                           resolve_precision, rng_state, set_rng_state, unwrap)
-from .resnet import BasicBlock, ResNet18, ResNet34
+from .resnet import MODELS, make_model
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'SCHEDULERS', 'MODELS', 'train_step', 'train_epoch', 'predict', 'evaluate', 'History', 'plot_history',
-           'make_optimizer', 'make_scheduler', 'ema_model', 'recompute_bn', 'make_model', 'save_checkpoint',
-           'load_checkpoint', 'checkpoint_model', 'fit']
+__all__ = ['TTA', 'OPTIMIZERS', 'SCHEDULERS', 'train_step', 'train_epoch', 'predict', 'evaluate', 'History', 'plot_history',
+           'make_optimizer', 'make_scheduler', 'ema_model', 'recompute_bn', 'save_checkpoint', 'load_checkpoint',
+           'checkpoint_model', 'fit']
 
 # %% ../nbs/02_train.ipynb #984cd89c
 def _sum_over_ranks(values: list[float], device: torch.device) -> list[float]:
@@ -71,6 +72,7 @@ def train_step(model: nn.Module, batches: list, # one or more (inputs, targets) 
     """One optimizer step: forward and backward on each batch, its loss divided by the number of batches, then the
     step and the scaler's update. Returns the sum of those losses (the mean loss for equal batches; a 0-dim float32
     tensor on `device`, so nothing waits for it) and each batch's outputs. The model's mode is the caller's to set."""
+    if not batches: raise ValueError("train_step needs at least one (inputs, targets) batch, got none.")
     optimizer.zero_grad(set_to_none=True)
     total, outs = torch.zeros((), device=device), []
     for x, y in batches:
@@ -119,10 +121,23 @@ def train_epoch(model: nn.Module, dl, optimizer: torch.optim.Optimizer,
     return total / n, correct / n
 
 # %% ../nbs/02_train.ipynb #48fa357f
+TTA = ('none', 'flip', 'translate')  # test-time views: the image; and its mirror; and both moved a pixel (airbench)
+
+def _tta_logits(model: nn.Module, x: torch.Tensor, tta: str) -> torch.Tensor:
+    "float32 logits of `x` averaged over the views of `tta` (one of TTA)."
+    if tta == 'none': return model(x).float()
+    mirror = lambda v: (model(v).float() + model(v.flip(3)).float()) / 2
+    if tta == 'flip': return mirror(x)
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (1, 1, 1, 1), mode='reflect')
+    return (mirror(x) + (mirror(padded[..., :h, :w]) + mirror(padded[..., 2:, 2:])) / 2) / 2
+
 def predict(model: nn.Module, dl, device: str|torch.device|None = None, precision: str = 'auto',
-            tta: bool = False, # average the logits of each image and its horizontal flip
+            tta: bool|str = False, # one of TTA; True means 'flip', False 'none'
            ) -> tuple[torch.Tensor, torch.Tensor]:
-    "Logits `(N, classes)` (float32, on the CPU) and labels `(N,)` for every batch of `dl`."
+    "Logits `(N, classes)` (float32, on the CPU) and labels `(N,)` for every batch of `dl`, averaged over the views of `tta`."
+    tta = {False: 'none', True: 'flip'}.get(tta, tta) if isinstance(tta, bool) else tta
+    if tta not in TTA: raise ValueError(f"tta must be True, False or one of {TTA}, got {tta!r}.")
     device = _device_for(model, device); precision = resolve_precision(precision, device)
     was_training = model.training
     _place(model, device).eval()  # before inference mode: weights moved inside it could never be trained again
@@ -131,15 +146,13 @@ def predict(model: nn.Module, dl, device: str|torch.device|None = None, precisio
         with torch.inference_mode():
             for xb, yb in dl:
                 xb, _ = _to_device(xb, yb, device)
-                with autocast(device, precision):
-                    out = model(xb).float()
-                    if tta: out = (out + model(xb.flip(3)).float()) / 2
+                with autocast(device, precision): out = _tta_logits(model, xb, tta)
                 logits.append(out.cpu()); labels.append(yb.cpu())
     finally: model.train(was_training)
     return torch.cat(logits), torch.cat(labels)
 
 def evaluate(model: nn.Module, dl, criterion: nn.Module|None = None, # default nn.CrossEntropyLoss()
-             device: str|torch.device|None = None, precision: str = 'auto', tta: bool = False,
+             device: str|torch.device|None = None, precision: str = 'auto', tta: bool|str = False,
             ) -> tuple[float, float]:
     "Mean loss and accuracy of `model` over `dl` (over every process's share of it in a distributed run)."
     logits, labels = predict(model, dl, device, precision, tta)
@@ -262,19 +275,6 @@ def recompute_bn(model: nn.Module, dl,
     device = _device_for(model, device); precision = resolve_precision(precision, device)
     inputs = (_to_device(xb, yb, device)[0] for xb, yb in itertools.islice(dl, batches))
     with autocast(device, precision): update_bn(inputs, _place(model, device))
-    return model
-
-# %% ../nbs/02_train.ipynb #80be8b1e
-MODELS = {'resnet18': ResNet18, 'resnet34': ResNet34}
-
-def make_model(name: str = 'resnet18', # one of MODELS
-               num_classes: int = 10, zero_init_residual: bool = False) -> nn.Module:
-    "A fresh model by name, optionally with every residual block starting as the identity."
-    if name not in MODELS: raise ValueError(f"Unknown model {name!r}: expected one of {tuple(MODELS)}.")
-    model = MODELS[name](num_classes)
-    if zero_init_residual:
-        for m in model.modules():
-            if isinstance(m, BasicBlock): nn.init.zeros_(m.bn2.weight)
     return model
 
 # %% ../nbs/02_train.ipynb #cfa83734
