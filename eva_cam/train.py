@@ -368,7 +368,7 @@ def fit(model: nn.Module, train_dl, test_dl,
         epochs: int, # total epochs of the run (a resumed run continues up to this number)
         optimizer: torch.optim.Optimizer, scheduler=None,
         criterion: nn.Module|None = None, # training loss; default nn.CrossEntropyLoss()
-        device: str|torch.device|None = None, # None: the best available (`get_device`), where the model trains
+        device: str|torch.device|None = None, # None: where the model is; 'auto': the best available
         precision: str = 'auto',
         out: str|Path|None = None, # folder for checkpoint.pt, best.pt and history.json; None writes nothing
         seed: int = 0, # with the epoch number, fixes each epoch's data order and augmentation
@@ -380,7 +380,7 @@ def fit(model: nn.Module, train_dl, test_dl,
        ) -> History:
     "Train for `epochs`, evaluating and checkpointing after each; returns the History. In a distributed run (chapter 07) each process calls it with the plain model."
     _check_fit(epochs, resume, out)
-    device, out = get_device(device), Path(out) if out is not None else None
+    device, out = _device_for(model, device), Path(out) if out is not None else None
     precision = resolve_precision(precision, device)
     writes = out is not None and is_main()  # in a distributed run only rank 0 writes files
     scaler = grad_scaler(device, precision)
