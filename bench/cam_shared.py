@@ -7,26 +7,17 @@ gradient-based methods (Grad-CAM, Grad-CAM++, XGrad-CAM, HiResCAM, LayerCAM) at 
 lists shares one forward and one backward pass among all twenty maps; twenty calls run twenty of each. Each way is
 timed `--repeats` times after one warm-up (median kept), both in this one run, and the maps are compared.
 """
-import argparse, json, os, platform, statistics, time
+import argparse, json, os, platform
 from pathlib import Path
 
 import torch
 
-from eva_cam.data import get_transforms, load_cifar10
+from cam_speed import test_batch, timed  # the same images and timing as bench/cam_speed.py
 from eva_cam.gradcam import gradcam
-from eva_cam.resnet import load_pretrained
 
 ROOT = Path(__file__).resolve().parent.parent
 METHODS = ['gradcam', 'gradcam++', 'xgradcam', 'hirescam', 'layercam']
 LAYERS = ['layer1', 'layer2', 'layer3', 'layer4']
-
-
-def timed(f, repeats: int):
-    f()  # warm-up
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter(); out = f(); ts.append(time.perf_counter() - t0)
-    return statistics.median(ts), out
 
 
 def main(argv=None):
@@ -34,9 +25,7 @@ def main(argv=None):
     p.add_argument('--repeats', type=int, default=5, help='timed calls after the warm-up; the median is kept (default: %(default)s)')
     p.add_argument('--out', type=Path, default=ROOT/'bench'/'results'/'cam-shared-cpu.json')
     a = p.parse_args(argv)
-    model, sample = load_pretrained(), load_cifar10('sample')
-    tfm = get_transforms('none')[1]
-    x = torch.stack([tfm(image=im)['image'] for im in sample.x_test[:64]]); y = torch.as_tensor(sample.y_test[:64])
+    model, x, y = test_batch(64)
     t_one, one = timed(lambda: gradcam(model, x, LAYERS, y, method=METHODS), a.repeats)
     t_many, many = timed(lambda: {m: {l: gradcam(model, x, l, y, method=m) for l in LAYERS} for m in METHODS}, a.repeats)
     diff = max((one[m][l] - many[m][l]).abs().max().item() for m in METHODS for l in LAYERS)

@@ -11,8 +11,6 @@ import argparse, contextlib, io, json, os, platform, statistics, time
 from pathlib import Path
 
 import torch
-from pytorch_grad_cam import GradCAMPlusPlus, ScoreCAM
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from eva_cam.data import get_transforms, load_cifar10
 from eva_cam.gradcam import gradcam
@@ -29,14 +27,21 @@ def timed(f, repeats: int):
     return statistics.median(ts), out
 
 
+def test_batch(n: int = 64):
+    "The trained ResNet18 eva_cam ships, the first `n` test images of the bundled sample (normalised) and their classes."
+    model, sample = load_pretrained(), load_cifar10('sample')
+    tfm = get_transforms('none')[1]
+    return model, torch.stack([tfm(image=im)['image'] for im in sample.x_test[:n]]), torch.as_tensor(sample.y_test[:n])
+
+
 def main(argv=None):
+    from pytorch_grad_cam import GradCAMPlusPlus, ScoreCAM  # only this script compares with pytorch-grad-cam
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--repeats', type=int, default=1, help='timed calls after the warm-up; the median is kept (default: %(default)s)')
     p.add_argument('--out', type=Path, default=ROOT/'bench'/'results'/'cam-speed-cpu.json')
     a = p.parse_args(argv)
-    model, sample = load_pretrained(), load_cifar10('sample')
-    tfm = get_transforms('none')[1]
-    x = torch.stack([tfm(image=im)['image'] for im in sample.x_test[:64]]); y = torch.as_tensor(sample.y_test[:64])
+    model, x, y = test_batch(64)
     results = {}
     for method, cls in (('gradcam++', GradCAMPlusPlus), ('scorecam', ScoreCAM)):
         def ref():

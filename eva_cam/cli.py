@@ -119,9 +119,9 @@ def cmd_cam(a) -> int:
 def _print_layer_scores(model, image: Path, target: str|int):
     "Which layer's Grad-CAM to trust for this image and class `target` (a name or an index; chapter 04a), per stage, the most faithful first."
     from eva_cam.data import CIFAR10_MEAN, CIFAR10_STD, CLASSES
-    from eva_cam.faithfulness import faithfulness, rank_layers
+    from eva_cam.faithfulness import faithfulness, rank_layers, stages_in
     from eva_cam.gradcam import _load_image
-    layers = [n for n in ('layer1', 'layer2', 'layer3', 'layer4') if n in dict(model.named_modules())]
+    layers = stages_in(model)
     if not layers: return
     x, _ = _load_image(image, 32, CIFAR10_MEAN, CIFAR10_STD)
     cls = int(target) if str(target).isdigit() else CLASSES.index(target)

@@ -11,7 +11,7 @@ from .core import eval_mode
 from .gradcam import _check_targets, gradcam
 
 # %% auto #0
-__all__ = ['confidence_change', 'deletion_insertion', 'score_maps', 'rank_layers', 'faithfulness']
+__all__ = ['STAGES', 'confidence_change', 'deletion_insertion', 'score_maps', 'stages_in', 'rank_layers', 'faithfulness']
 
 # %% ../nbs/04a_faithfulness.ipynb #86310570
 def _target_probs(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
@@ -19,6 +19,11 @@ def _target_probs(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, batc
     with torch.no_grad(), eval_mode(model):
         return torch.cat([model(x[i:i + batch_size]).float().softmax(1).gather(1, targets[i:i + batch_size, None])[:, 0]
                           for i in range(0, len(x), batch_size)])
+
+def _check_cams(cams: torch.Tensor, x: torch.Tensor, name: str = 'cams'):
+    "Raise unless `cams` holds one map `(H, W)` per image of `x`."
+    want = (x.shape[0], *x.shape[2:])
+    if cams.shape != want: raise ValueError(f"{name} must be (N, H, W) = {want} for x {tuple(x.shape)}, got {tuple(cams.shape)}.")
 
 def _targets(targets, x: torch.Tensor) -> torch.Tensor:
     "The classes to score, `(N,)` on `x`'s device: checked as `gradcam` checks them (chapter 04), but required."
@@ -33,7 +38,7 @@ def confidence_change(model: nn.Module, # the classifier
                      ) -> torch.Tensor:
     """The target's softmax probability on `x * cam` minus on `x`, per image, `(N,)`, in [-1, 1]: near 0 or above, the map kept
     what the model needs. Equals pytorch-grad-cam's `CamMultImageConfidenceChange` with `ClassifierOutputSoftmaxTarget`."""
-    if cams.shape != (x.shape[0], *x.shape[2:]): raise ValueError(f"cams must be (N, H, W) = {(x.shape[0], *x.shape[2:])} for x {tuple(x.shape)}, got {tuple(cams.shape)}.")
+    _check_cams(cams, x)
     t = _targets(targets, x)
     return _target_probs(model, x * cams[:, None].to(x), t) - _target_probs(model, x, t)
 
@@ -59,7 +64,7 @@ def deletion_insertion(model: nn.Module, # the classifier
 
     Returns `deletion` and `insertion` `(N, steps + 1)`, and `deletion_auc` and `insertion_auc` `(N,)` (trapezoid rule over
     the fraction of pixels, 0 to 1). Ties in a map keep pixel order (a stable sort), so a flat map deletes row by row."""
-    if cams.shape != (x.shape[0], *x.shape[2:]): raise ValueError(f"cams must be (N, H, W) = {(x.shape[0], *x.shape[2:])} for x {tuple(x.shape)}, got {tuple(cams.shape)}.")
+    _check_cams(cams, x)
     if not (isinstance(steps, int) and steps >= 1): raise ValueError(f"steps must be a positive integer, got {steps!r}.")
     t = _targets(targets, x)
     base = torch.zeros_like(x) if baseline is None else torch.as_tensor(baseline).to(x).expand_as(x)
@@ -76,15 +81,21 @@ def score_maps(model: nn.Module, x: torch.Tensor, # the classifier and normalise
     """Per name, the means over `x` of `deletion_auc` (lower is better), `insertion_auc` and `confidence_change` (higher is
     better), each in [0, 1] or [-1, 1]: `{name: {measure: float}}`. All names are scored in one batched set of passes."""
     t, names = _targets(targets, x), list(cams)
-    for n in names:
-        if cams[n].shape != (x.shape[0], *x.shape[2:]): raise ValueError(f"cams[{n!r}] must be (N, H, W) = {(x.shape[0], *x.shape[2:])} for x {tuple(x.shape)}, got {tuple(cams[n].shape)}.")
+    for n in names: _check_cams(cams[n], x, f"cams[{n!r}]")
     if not names: return {}
     xs, ts, cs = x.repeat(len(names), 1, 1, 1), t.repeat(len(names)), torch.cat([cams[n].to(x) for n in names])
     di = deletion_insertion(model, xs, cs, ts, steps)
-    cc = _target_probs(model, xs * cs[:, None], ts) - _target_probs(model, x, t).repeat(len(names))
+    cc = _target_probs(model, xs * cs[:, None], ts) - di['deletion'][:, 0]  # a deletion curve starts on the unchanged image
     per = {'deletion_auc': di['deletion_auc'], 'insertion_auc': di['insertion_auc'], 'confidence_change': cc}
     per = {k: v.view(len(names), -1).mean(1).tolist() for k, v in per.items()}
     return {n: {k: v[j] for k, v in per.items()} for j, n in enumerate(names)}
+
+STAGES = ('layer1', 'layer2', 'layer3', 'layer4')  # the layers scored unless told: a ResNet's four stages
+
+def stages_in(model: nn.Module) -> list:
+    "The names of `STAGES` that `model` has (none for a model that is not a ResNet)."
+    names = dict(model.named_modules())
+    return [n for n in STAGES if n in names]
 
 def rank_layers(scores: dict) -> list:
     """The names of `scores` (`{name: {measure: float}}`, from `score_maps`, or `faithfulness` for one method), the most
@@ -93,7 +104,7 @@ def rank_layers(scores: dict) -> list:
 
 # %% ../nbs/04a_faithfulness.ipynb #e80352ee
 def faithfulness(model: nn.Module, x: torch.Tensor, targets, # images `(N, C, H, W)` and their classes `(N,)`
-                 layers: list = ('layer1', 'layer2', 'layer3', 'layer4'), # the layers to score
+                 layers: list = STAGES, # the layers to score
                  method: str|list = 'gradcam', # one of CAM_METHODS, or a list of them
                  steps: int = 16, # see `deletion_insertion`
                 ) -> dict:

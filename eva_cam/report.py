@@ -10,7 +10,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from .data import CLASSES, get_dataloaders, load_cifar10
-from .faithfulness import faithfulness, rank_layers
+from .faithfulness import faithfulness, rank_layers, stages_in
 from .gradcam import plot_gradcam_misclassified
 from .core import atomic_write, get_device
 from .interpret import get_misclassified, per_class_accuracy, plot_confusion_matrix, plot_misclassified
@@ -94,7 +94,7 @@ def report_figures(run: str|Path, # a run folder written by `train_run`
     logits, labels = predict(model, test_dl, get_device(device))  # the best device here, unless one is named
     pred = logits.argmax(1)
     mistakes = get_misclassified(model, test_dl, n, preds=(logits, labels))
-    stages = [s for s in ('layer1', 'layer2', 'layer3', 'layer4') if s in dict(model.named_modules())]
+    stages = stages_in(model)
     scores = faithfulness(model.float(), mistakes.images, mistakes.pred, stages) if len(mistakes.pred) and stages else {}
     return {'metrics': metrics, 'history': history, 'checkpoint': ckpt.name,
             'checkpoint_acc': (pred == labels).float().mean().item(),
