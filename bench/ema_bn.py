@@ -22,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from eva_cam.data import get_dataloaders, load_cifar10, reseed
+from eva_cam.data import load_cifar10, reseed
+from eva_cam.run import recipe_dataloaders
 from eva_cam.resnet import make_model
 from eva_cam.train import ema_model, evaluate, load_checkpoint, recompute_bn
 
@@ -34,7 +35,7 @@ def check(path: Path, data, bn_batches: int) -> dict:
     if not cfg.get('ema'): raise ValueError(f"{path} comes from a run without a weight average (ema={cfg.get('ema')!r}).")
     avg = ema_model(make_model(cfg['model']), cfg['ema'])
     load_checkpoint(path, ema=avg)
-    train_dl, test_dl = get_dataloaders(data, cfg['tfms'], cfg['batch_size'], num_workers=1, seed=cfg['seed'], cutout=cfg['cutout'])
+    train_dl, test_dl = recipe_dataloaders(cfg, data, num_workers=1)
     reseed(train_dl, cfg['seed'], epoch)
     t0 = time.perf_counter()
     recompute_bn(avg.module, train_dl, bn_batches, device='cpu', precision=cfg['precision'])

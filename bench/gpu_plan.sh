@@ -8,7 +8,7 @@
 #   the device tool's README shows the pip download line)
 # Then call the device tool's run with: command "bash bench/gpu_plan.sh", carry ["data", ".whl"], timeout_s 600.
 #
-# All runs start at once (JOBS=10): on CUDA the training batches are made on the GPU (eva_cam.data.DeviceLoader),
+# All runs start at once (JOBS=10): on CUDA the training batches are made on the GPU (eva_cam.augment.DeviceLoader),
 # so each run needs one CPU core, and the GPU, which one small-batch run leaves mostly idle, is shared.
 # BUDGET_S later, `timeout` stops the runs that have not finished; each writes a record marked unfinished.
 # What comes back under $OUT: plan-results.tgz (bench/results/plan/*.json, summary.md, and each run folder's

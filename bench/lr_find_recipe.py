@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch, torch.nn as nn
 
-from eva_cam.data import load_cifar10, get_dataloaders
+from eva_cam.data import load_cifar10
 from eva_cam.core import get_device, set_seed
-from eva_cam.run import get_recipe
+from eva_cam.run import get_recipe, recipe_dataloaders
 from eva_cam.resnet import make_model
 from eva_cam.train import make_optimizer
 from eva_cam.lrfinder import lr_find, plot_lr_find
@@ -28,7 +28,7 @@ def main():
     a = p.parse_args()
     cfg = get_recipe(a.recipe); set_seed(cfg['seed']); dev = get_device()
     data = load_cifar10(a.data)
-    dl, _ = get_dataloaders(data, cfg['tfms'], cfg['batch_size'], seed=cfg['seed'], cutout=cfg['cutout'], device=dev)
+    dl, _ = recipe_dataloaders(cfg, data, dev)
     model = make_model(cfg['model'], zero_init_residual=cfg['zero_init_residual']).to(dev)
     opt = make_optimizer(model, cfg['optimizer'], 1.0, cfg['momentum'], cfg['nesterov'], cfg['weight_decay'], cfg['wd_on_bn_bias'])
     t0 = time.perf_counter()

@@ -79,18 +79,17 @@ def _check_writable(folder: Path):
 
 def cmd_lr_find(a) -> int:
     "Run the LR range test for a recipe and write its plot and curve to `a.out`."
-    from eva_cam.run import get_recipe
+    from eva_cam.run import get_recipe, recipe_dataloaders
     from eva_cam.core import get_device
     from eva_cam.resnet import make_model
-    from eva_cam.data import load_cifar10, get_dataloaders
+    from eva_cam.data import load_cifar10
     from eva_cam.lrfinder import lr_find_to_dir
     cfg = get_recipe(a.recipe, **({'batch_size': a.batch_size} if a.batch_size else {}))
     device = get_device(a.device)
     if a.end_lr <= a.start_lr: raise ValueError(f"--end-lr ({a.end_lr}) must be larger than --start-lr ({a.start_lr}).")
     _check_writable(Path(a.out))  # before a minute of range test, not after
     data = load_cifar10(a.data)
-    train_dl, _ = get_dataloaders(data, cfg['tfms'], cfg['batch_size'], num_workers=a.workers, seed=cfg['seed'],
-                                  device=device, limit=a.limit, cutout=cfg['cutout'])
+    train_dl, _ = recipe_dataloaders(cfg, data, device, a.workers, a.limit)
     model = make_model(cfg['model'], zero_init_residual=cfg['zero_init_residual'])
     res = lr_find_to_dir(model, train_dl, a.out, start_lr=a.start_lr, end_lr=a.end_lr, num_iter=a.num_iter,
                          device=device, precision=cfg['precision'])

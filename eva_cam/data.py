@@ -21,9 +21,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 # %% auto #0
 __all__ = ['CLASSES', 'CIFAR10_MEAN', 'CIFAR10_STD', 'SAMPLE_PATH', 'LAYOUTS', 'TRANSFORMS', 'Cifar10', 'read_local',
            'default_cache_dir', 'download_cifar10', 'find_local', 'load_cifar10', 'full_cifar10', 'channel_stats',
-           'get_transforms', 'CifarDataset', 'seed_worker', 'reseed', 'check_limit', 'default_workers',
-           'get_dataloaders', 'augment_params', 'augment_batch', 'DeviceLoader', 'denormalize', 'show_images',
-           'show_batch']
+           'check_augment', 'get_transforms', 'CifarDataset', 'seed_worker', 'reseed', 'check_limit', 'default_workers',
+           'get_dataloaders', 'denormalize', 'show_images', 'show_batch']
 
 # %% ../nbs/00_data.ipynb #15d2b229
 CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck')
@@ -246,20 +245,29 @@ def _cutout(size: int, mean: tuple, p: float = 0.5):
     fill = tuple(round(255*m) for m in mean)
     return A.CoarseDropout(num_holes_range=(1, 1), hole_height_range=(size, size), hole_width_range=(size, size), fill=fill, p=p)
 
+def check_augment(tfms: str, cutout: int, translate: int):
+    "Raise a ValueError naming the bad value unless `tfms` is one of TRANSFORMS, `cutout` in 0..32 and `translate` in 0..16."
+    if tfms not in TRANSFORMS: raise ValueError(f"Unknown transforms {tfms!r}: expected one of {TRANSFORMS}.")
+    whole = lambda v, hi: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= hi
+    if not whole(cutout, 32):
+        raise ValueError(f"cutout must be the side of the hole in pixels, an integer from 0 (no cutout) to 32, got {cutout!r}.")
+    if not whole(translate, 16):
+        raise ValueError(f"translate must be the most pixels an image moves each way, an integer from 0 to 16, got {translate!r}.")
+
 def get_transforms(name: str = 'standard', # one of TRANSFORMS
                    mean: tuple = CIFAR10_MEAN, std: tuple = CIFAR10_STD,
                    cutout: int = 16, # side of the cutout hole in pixels, for 's10' and 'standard'; 0 leaves it out
+                   translate: int = 4, # for 'standard': reflect-pad by this many pixels and crop back, a shift of up to that each way
                   ) -> tuple[A.Compose, A.Compose]:
     "The train and test Albumentations pipelines of the recipe `name`."
-    if name not in TRANSFORMS: raise ValueError(f"Unknown transforms {name!r}: expected one of {TRANSFORMS}.")
-    if not (isinstance(cutout, int) and not isinstance(cutout, bool) and 0 <= cutout <= 32):
-        raise ValueError(f"cutout must be the side of the hole in pixels, an integer from 0 (no cutout) to 32, got {cutout!r}.")
+    check_augment(name, cutout, translate)
     norm = [A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()]
     hole = [_cutout(cutout, mean)] if cutout else []
+    side = 32 + 2 * translate
+    shift = [A.PadIfNeeded(side, side, border_mode=cv2.BORDER_REFLECT_101), A.RandomCrop(32, 32)] if translate else []
     aug = {'s9': [A.HorizontalFlip()],
            's10': [A.HorizontalFlip(), *hole],
-           'standard': [A.PadIfNeeded(40, 40, border_mode=cv2.BORDER_REFLECT_101), A.RandomCrop(32, 32),
-                        A.HorizontalFlip(), *hole],
+           'standard': [*shift, A.HorizontalFlip(), *hole],
            'none': []}[name]
     return A.Compose(aug + norm), A.Compose(norm)
 
@@ -289,6 +297,7 @@ def reseed(dl: DataLoader, seed: int, epoch: int = 0):
     if isinstance(dl.sampler, DistributedSampler): dl.sampler.set_epoch(epoch)  # its shuffle order, the same in every process
     if dl.generator is not None: dl.generator.manual_seed(s)
     if dl.num_workers == 0 and getattr(dl.dataset, 'tfm', None) is not None: dl.dataset.tfm.set_random_seed(s)
+    if hasattr(dl, 'set_epoch'): dl.set_epoch(epoch)  # a loader whose batches change with the epoch (chapter 00a)
 
 # %% ../nbs/00_data.ipynb #277de14b
 def check_limit(limit) -> int|None:
@@ -312,15 +321,14 @@ def get_dataloaders(data: Cifar10, # the images, from `load_cifar10`
                     rank: int = 0, # this process's number in a distributed run (chapter 07)
                     world_size: int = 1, # processes in the run: each takes `batch_size // world_size` images per step
                     cutout: int = 16, # side of the cutout hole of `tfms`, see `get_transforms`; 0 leaves it out
-                    on_device: bool = False, # training batches made on `device` by a `DeviceLoader` (below), one process only
-                   ) -> 'tuple[DataLoader|DeviceLoader, DataLoader]':  # DeviceLoader is defined below
+                    translate: int = 4, # how far 'standard' moves an image each way, see `get_transforms`
+                   ) -> tuple[DataLoader, DataLoader]:
     "Training (shuffled, augmented) and test DataLoaders for `data` (this process's share of them in a distributed run)."
     if batch_size < 1: raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
     check_limit(limit)
     if not 0 <= rank < world_size: raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}.")
-    if on_device and world_size > 1: raise ValueError(f"on_device=True is for one process, got world_size={world_size}.")
     if batch_size % world_size: raise ValueError(f"batch_size {batch_size} must be a multiple of the {world_size} processes (each takes an equal share).")
-    train_tfm, test_tfm = get_transforms(tfms, cutout=cutout)
+    train_tfm, test_tfm = get_transforms(tfms, cutout=cutout, translate=translate)
     nw = default_workers() if num_workers is None else num_workers
     pin = torch.device(device).type == 'cuda'
     sl = slice(None, limit)
@@ -333,88 +341,11 @@ def get_dataloaders(data: Cifar10, # the images, from `load_cifar10`
     if world_size > min(len(train_ds), len(test_ds)):
         raise ValueError(f"{world_size} processes need at least {world_size} training and test images, got {len(train_ds)} and {len(test_ds)}.")
     if world_size > 1: test_ds = Subset(test_ds, range(rank, len(test_ds), world_size))
-    if on_device: train_dl = DeviceLoader(train_ds, tfms, batch_size, cutout, seed, device)
-    else: train_dl = DataLoader(train_ds, batch_size=batch_size // world_size, shuffle=shard is None, sampler=shard,
-                                drop_last=False, generator=torch.Generator().manual_seed(seed), **common)
+    train_dl = DataLoader(train_ds, batch_size=batch_size // world_size, shuffle=shard is None, sampler=shard,
+                          drop_last=False, generator=torch.Generator().manual_seed(seed), **common)
     test_dl = DataLoader(test_ds, batch_size=test_batch_size or 2*batch_size, shuffle=False, **common)
     reseed(train_dl, seed, 0)
     return train_dl, test_dl
-
-# %% ../nbs/00_data.ipynb #73bfd024
-def _reflect101(i: torch.Tensor, n: int) -> torch.Tensor:
-    "Indices `i` in [-(n-1), 2(n-1)] of a side of `n` pixels, mirrored about the edge pixels (OpenCV's BORDER_REFLECT_101)."
-    i = i.abs()
-    return torch.where(i > n - 1, 2 * (n - 1) - i, i)
-
-def augment_params(n: int, # images
-                   tfms: str = 'standard', # one of TRANSFORMS
-                   cutout: int = 16, # side of the cutout hole; 0 leaves it out
-                   generator: torch.Generator|None = None, # the source of randomness (CPU); None: torch's global one
-                   size: int = 32, # side of the images
-                  ) -> dict[str, torch.Tensor]:
-    """Random parameters for `n` images, with the laws `get_transforms(tfms, cutout=cutout)` draws them from.
-
-    Returns int64 tensors of shape `(n,)`: `oy, ox` the crop's corner in the 4-pixel reflect-padded image (uniform
-    on 0..8 for 'standard', else 4: no shift), `flip` (bool, p=0.5; never for 'none'), `hole` (bool, p=0.5, for
-    's10' and 'standard' with cutout > 0) and `hy, hx` the hole's corner, uniform on 0..size-cutout (Albumentations'
-    CoarseDropout keeps the hole inside the image)."""
-    if tfms not in TRANSFORMS: raise ValueError(f"Unknown transforms {tfms!r}: expected one of {TRANSFORMS}.")
-    g, zero = generator, torch.zeros(n, dtype=torch.long)
-    shift = lambda: torch.randint(0, 9, (n,), generator=g) if tfms == 'standard' else zero + 4
-    holes = cutout > 0 and tfms in ('s10', 'standard')
-    oy, ox = shift(), shift()
-    flip = torch.rand(n, generator=g) < 0.5 if tfms != 'none' else zero.bool()
-    hole = torch.rand(n, generator=g) < 0.5 if holes else zero.bool()
-    hy, hx = [torch.randint(0, size - cutout + 1, (n,), generator=g) if holes else zero for _ in 'yx']
-    return dict(oy=oy, ox=ox, flip=flip, hole=hole, hy=hy, hx=hx)
-
-def augment_batch(x: torch.Tensor, # uint8 images (B, H, W, 3), on any device
-                  p: dict, # the images' parameters, from `augment_params` (moved to x's device here)
-                  cutout: int = 16, # side of the cutout hole, as given to `augment_params`
-                  mean: tuple = CIFAR10_MEAN, std: tuple = CIFAR10_STD,
-                 ) -> torch.Tensor:
-    """The training transforms of `get_transforms` for a whole batch: crop at `(oy, ox)` of the reflect-padded image,
-    flip, fill the hole with the mean colour (as a uint8 pixel, as CoarseDropout does), normalise.
-
-    Returns float32 `(B, 3, H, W)`, equal to Albumentations' output for the same parameters (tested below)."""
-    B, H, W, _ = x.shape
-    dev = x.device
-    p = {k: v.to(dev, non_blocking=True) for k, v in p.items()}
-    r, c = torch.arange(H, device=dev), torch.arange(W, device=dev)
-    rows = _reflect101(p['oy'][:, None] - 4 + r, H)                                             # (B, H)
-    cols = _reflect101(p['ox'][:, None] - 4 + torch.where(p['flip'][:, None], W - 1 - c, c), W)  # (B, W)
-    out = x[torch.arange(B, device=dev)[:, None, None], rows[:, :, None], cols[:, None, :]]      # (B, H, W, 3)
-    if cutout:
-        inside = lambda s, ar: (ar >= s[:, None]) & (ar < s[:, None] + cutout)
-        m = p['hole'][:, None, None] & inside(p['hy'], r)[:, :, None] & inside(p['hx'], c)[:, None, :]
-        fill = torch.tensor([round(255 * v) for v in mean], dtype=torch.uint8, device=dev)
-        out = torch.where(m[..., None], fill, out)
-    m_, s_ = [torch.tensor(v, device=dev).view(1, 3, 1, 1) for v in (mean, std)]
-    return (out.permute(0, 3, 1, 2).float() / 255 - m_) / s_
-
-# %% ../nbs/00_data.ipynb #383c9f9e
-class DeviceLoader:
-    "Shuffled batches of `dataset`'s images, augmented on `device` by `augment_batch`: a training DataLoader without workers."
-    num_workers, sampler = 0, None  # what `reseed` asks of a loader
-    def __init__(self, dataset: CifarDataset, # its images and labels; its Albumentations pipeline is not used
-                 tfms: str = 'standard', # one of TRANSFORMS
-                 batch_size: int = 128, # images per batch; the last batch of an epoch is smaller, as in a DataLoader
-                 cutout: int = 16, # side of the cutout hole; 0 leaves it out
-                 seed: int = 0, # seeds the generator of shuffles and parameters (see `reseed`)
-                 device: str|torch.device = 'cpu'):
-        if batch_size < 1: raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
-        self.dataset, self.tfms, self.batch_size, self.cutout = dataset, tfms, batch_size, cutout
-        self.device, self.generator = torch.device(device), torch.Generator().manual_seed(seed)
-        self.x = torch.from_numpy(np.ascontiguousarray(dataset.images)).to(self.device)
-        self.y = torch.as_tensor(np.asarray(dataset.labels), dtype=torch.long).to(self.device)
-    def __len__(self): return -(-len(self.x) // self.batch_size)
-    def __iter__(self):
-        n, bs = len(self.x), self.batch_size
-        order = torch.randperm(n, generator=self.generator).to(self.device)
-        p = {k: v.to(self.device) for k, v in augment_params(n, self.tfms, self.cutout, self.generator).items()}
-        for i in range(0, n, bs):
-            idx = order[i:i + bs]
-            yield augment_batch(self.x[idx], {k: v[i:i + bs] for k, v in p.items()}, self.cutout), self.y[idx]
 
 # %% ../nbs/00_data.ipynb #6058367d
 def denormalize(x: torch.Tensor, mean: tuple = CIFAR10_MEAN, std: tuple = CIFAR10_STD) -> torch.Tensor:

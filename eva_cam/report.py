@@ -9,12 +9,12 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from .data import CLASSES, get_dataloaders, load_cifar10
+from .data import CLASSES, load_cifar10
 from .faithfulness import faithfulness, rank_layers, stages_in
 from .gradcam import plot_gradcam_misclassified
 from .core import atomic_write, get_device
 from .interpret import get_misclassified, per_class_accuracy, plot_confusion_matrix, plot_misclassified
-from .run import RECIPES, REPORTED_ACCURACY, run_checkpoint, train_run
+from .run import RECIPES, REPORTED_ACCURACY, recipe_dataloaders, run_checkpoint, train_run
 from .train import History, checkpoint_model, plot_history, predict
 
 # %% auto #0
@@ -90,7 +90,7 @@ def report_figures(run: str|Path, # a run folder written by `train_run`
     ckpt = run_checkpoint(run)
     model, cfg = checkpoint_model(ckpt)
     data = _data_for(metrics, data)
-    _, test_dl = get_dataloaders(data, cfg['tfms'], cfg['batch_size'], num_workers=0, limit=cfg.get('limit'))
+    _, test_dl = recipe_dataloaders(cfg, data, num_workers=0, limit=cfg.get('limit'))
     logits, labels = predict(model, test_dl, get_device(device))  # the best device here, unless one is named
     pred = logits.argmax(1)
     mistakes = get_misclassified(model, test_dl, n, preds=(logits, labels))

@@ -13,17 +13,19 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn as nn
+from torch.utils.data import DataLoader
 
 from .core import PRECISIONS, _distributed, atomic_write, get_device, is_main, resolve_precision, set_seed, unwrap, world_size
-from .data import TRANSFORMS, Cifar10, DeviceLoader, check_limit, get_dataloaders, load_cifar10
+from .augment import DeviceLoader, ProgressiveResize
+from .data import TRANSFORMS, Cifar10, check_limit, get_dataloaders, load_cifar10
 from .lrfinder import lr_find_to_dir
 from .resnet import MODELS, make_model
 from .train import (OPTIMIZERS, SCHEDULERS, History, _read_checkpoint, _sum_over_ranks, ema_model, evaluate, fit, train_epoch,
                            make_optimizer, make_scheduler, plot_history)
 
 # %% auto #0
-__all__ = ['RECIPES', 'REPORTED_ACCURACY', 'LR_FIND_RULES', 'RUN_FILES', 'get_recipe', 'lock_run_folder', 'train_run',
-           'run_checkpoint', 'estimate_epoch_seconds']
+__all__ = ['RECIPES', 'REPORTED_ACCURACY', 'LR_FIND_RULES', 'RUN_FILES', 'get_recipe', 'recipe_dataloaders', 'lock_run_folder',
+           'train_run', 'run_checkpoint', 'estimate_epoch_seconds']
 
 # %% ../nbs/03b_run.ipynb #ced7817e
 # Every key of a recipe: its unit, and where its value comes from. "usual": the common value for ResNet18 on
@@ -32,7 +34,7 @@ _BASE = dict(
     model='resnet18',         # a name of MODELS (chapter 01): the write-ups' ResNet18
     epochs=20,                # passes over the 50,000 training images
     batch_size=128,           # images per step (usual; batch 256 and 512 gave fast no gain, bench/README.md)
-    tfms='standard',          # a name of TRANSFORMS (chapter 00): 'standard' is reflect-pad 4, random crop, flip, cutout
+    tfms='standard',          # a name of TRANSFORMS (chapter 00): 'standard' is reflect-pad `translate`, random crop, flip, cutout
     optimizer='sgd',          # 'sgd', 'adam' or 'adamw'
     lr=0.01,                  # the peak learning rate, per step; or 'find': the range test of chapter 03 picks it
     momentum=0.9,             # SGD's momentum (usual)
@@ -48,6 +50,9 @@ _BASE = dict(
     lr_find_iter=100,         # steps of the range test when lr='find' (torch-lr-finder's default)
     compile=False,            # torch.compile the model (speed not measured here)
     cutout=16,                # side of the cutout hole in pixels, 0 for none (the S10 write-up's 16)
+    translate=4,              # for tfms='standard': the most pixels a training image moves each way (usual 4; airbench's short runs: 2)
+    resize_side=32,           # the side in pixels of the first resize_epochs epochs' images (progressive resizing, chapter 00a)
+    resize_epochs=0,          # how many epochs, from the first, train on images resized to resize_side (0: none)
     ema=0.0,                  # decay per step of a weight average, 0 for none (no gain for fast: bench/README.md)
     lr_find_rule='valley',    # which suggestion of the range test lr='find' trains with (LR_FIND_RULES)
 )
@@ -96,11 +101,14 @@ _CHECKS = {  # key: (test of its value, what is expected)
     'lr_find_iter': (lambda v: _integer(v) and v > 0, 'a positive integer (steps of the LR range test)'),
     'lr_find_rule': (lambda v: v in LR_FIND_RULES, f"one of {LR_FIND_RULES} (which suggestion lr='find' trains with)"),
     'cutout': (lambda v: _integer(v) and 0 <= v <= 32, 'the side of the cutout hole in pixels, an integer from 0 (no cutout) to 32'),
+    'translate': (lambda v: _integer(v) and 0 <= v <= 16, 'the most pixels a training image moves each way, an integer from 0 to 16'),
+    'resize_side': (lambda v: _integer(v) and 8 <= v <= 32, 'an integer from 8 to 32 pixels'),
+    'resize_epochs': (lambda v: _integer(v) and v >= 0, 'an integer >= 0'),
     'ema': (lambda v: _number(v) and 0 <= v < 1, 'a number in [0, 1): the decay per step of the weight average (0: no average)'),
 }
 
 def _check_config(cfg: dict):
-    "Raise a ValueError naming the first bad value of a recipe: each key by `_CHECKS`, then the two checks that need two keys."
+    "Raise a ValueError naming the first bad value of a recipe: each key by `_CHECKS`, then the checks that need two keys."
     def bad(key, expected): return ValueError(f"Bad recipe value {key}={cfg[key]!r}: expected {expected}.")
     for key, (ok, expected) in _CHECKS.items():
         if not ok(cfg[key]): raise bad(key, expected)
@@ -108,6 +116,8 @@ def _check_config(cfg: dict):
     if not (isinstance(kw, dict) and set(kw) <= set(allowed) and all(_number(v) for v in kw.values())):
         raise bad('scheduler_kw', f"numeric settings of {cfg['scheduler']!r} among {list(allowed)}")
     if cfg['nesterov'] and cfg['optimizer'] == 'sgd' and cfg['momentum'] == 0: raise bad('nesterov', 'False when momentum is 0')
+    if 0 < cfg['epochs'] <= cfg['resize_epochs']:  # the last epoch must see the test images' size, or BatchNorm's statistics do not fit them
+        raise bad('resize_epochs', f"fewer than epochs={cfg['epochs']}: the last epochs train at the test images' size")
 
 def get_recipe(name: str = 'fast', # one of RECIPES
                **overrides, # recipe keys to change, e.g. epochs=5
@@ -120,6 +130,19 @@ def get_recipe(name: str = 'fast', # one of RECIPES
     cfg['scheduler_kw'] = dict(cfg['scheduler_kw'])
     _check_config(cfg)
     return cfg
+
+# %% ../nbs/03b_run.ipynb #eb29c2b4
+def recipe_dataloaders(cfg: dict, # a recipe (`get_recipe`) or a run's stored config
+                       data: Cifar10, # the images
+                       device: str|torch.device = 'cpu', # where batches go (pin_memory for CUDA)
+                       num_workers: int|None = None, # DataLoader workers; default `default_workers()`
+                       limit: int|None = None, # only the first `limit` images of each split
+                       rank: int = 0, world_size: int = 1, # this process and the processes of a distributed run
+                      ) -> tuple[DataLoader, DataLoader]:
+    "`get_dataloaders` with the data settings of the recipe `cfg`: its transforms, batch size, cutout, translation and seed."
+    return get_dataloaders(data, cfg['tfms'], cfg['batch_size'], num_workers=num_workers, seed=cfg['seed'], device=device,
+                           limit=limit, rank=rank, world_size=world_size, cutout=cfg['cutout'],
+                           translate=cfg.get('translate', 4))  # runs made before the key: 4
 
 # %% ../nbs/03b_run.ipynb #cdeef410
 RUN_FILES = ('checkpoint.pt', 'best.pt', 'history.json', 'metrics.json', 'curves.png')
@@ -257,8 +280,7 @@ def _set_found_lr(model, train_dl, data, opt, criterion, device, cfg: dict, out:
     lr, err = 0.0, None
     if is_main():
         if train_dl is None:  # a distributed run: rank 0 tests single-process batches, so N processes find what one finds
-            train_dl = get_dataloaders(data, cfg['tfms'], cfg['batch_size'], num_workers=num_workers, seed=cfg['seed'],
-                                       device=device, limit=cfg['limit'], cutout=cfg['cutout'])[0]
+            train_dl = recipe_dataloaders(cfg, data, device, num_workers, cfg['limit'])[0]
         try: lr = _find_lr(model, train_dl, opt, criterion, device, cfg, out)
         except Exception as e: lr, err = -1.0, e  # tell the others before raising, so that none waits for ever
     lr = _sum_over_ranks([lr], device)[0]  # process 0's number (the others add 0)
@@ -272,9 +294,10 @@ def _train_run(cfg: dict, data: Cifar10, out: Path, device: torch.device, resume
     set_seed(cfg['seed'])  # the same first weights in every process
     model = make_model(cfg['model'], len(data.classes), cfg['zero_init_residual'])
     rank, world = (dist.get_rank(), dist.get_world_size()) if _distributed() else (0, 1)
-    train_dl, test_dl = get_dataloaders(data, cfg['tfms'], cfg['batch_size'], num_workers=num_workers, seed=cfg['seed'],
-                                        device=device, limit=cfg['limit'], rank=rank, world_size=world,
-                                        cutout=cfg['cutout'], on_device=device.type == 'cuda' and world == 1)
+    train_dl, test_dl = recipe_dataloaders(cfg, data, device, num_workers, cfg['limit'], rank, world)
+    if device.type == 'cuda' and world == 1:  # batches augmented on the GPU (chapter 00a): the same laws, no workers
+        train_dl = DeviceLoader(train_dl.dataset, cfg['tfms'], cfg['batch_size'], cfg['cutout'], cfg['seed'], device, cfg['translate'])
+    if cfg['resize_epochs']: train_dl = ProgressiveResize(train_dl, cfg['resize_side'], cfg['resize_epochs'])
     find = cfg['lr'] == 'find'
     opt = make_optimizer(model, cfg['optimizer'], 1.0 if find else cfg['lr'], cfg['momentum'], cfg['nesterov'],
                          cfg['weight_decay'], cfg['wd_on_bn_bias'])

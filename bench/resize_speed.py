@@ -1,0 +1,83 @@
+"""Does training on smaller images save time on this CPU? (issue 20: progressive resizing)
+
+ResNet18's FLOPs fall with the square of the image side (its stages are convolutions, its head an adaptive average
+pool), so a training step at side 24 does 56% of the work of one at 32, and at 16 a quarter. Whether the time falls
+as much depends on how well the CPU kernels do on the smaller feature maps. This script times training steps
+(forward, backward, SGD step, bf16 autocast as `fast` trains on a CPU) on one synthetic batch at each side, the
+sides interleaved over several rounds so that a change of load hits all of them alike, and reports the median
+images/s per side and its ratio to side 32, with the FLOPs per image from torch.utils.flop_counter.
+
+    python bench/resize_speed.py                # about 4 minutes on 2 cores
+
+Writes bench/results/resize-speed-cpu.json with the machine, torch version and load average before and after.
+"""
+from __future__ import annotations
+import argparse, datetime, json, os, platform, statistics, time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from eva_cam.core import autocast
+from eva_cam.resnet import ResNet18
+
+CPU = torch.device('cpu')
+
+
+def train_flops(side: int) -> float:
+    "FLOPs (2 per multiply-add) of one image of `side` pixels through a ResNet18 training step: forward and backward."
+    m, x = ResNet18(), torch.randn(2, 3, side, side)
+    with FlopCounterMode(display=False) as fc: m(x).sum().backward()
+    return fc.get_total_flops() / 2
+
+
+def step_seconds(model, opt, crit, xb, yb, steps: int) -> float:
+    "Seconds per training step, the mean of `steps` steps after one untimed step."
+    def step():
+        with autocast(CPU, 'bf16'): loss = crit(model(xb), yb)
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+    step()
+    t = time.perf_counter()
+    for _ in range(steps): step()
+    return (time.perf_counter() - t) / steps
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--sides', type=int, nargs='+', default=[32, 24, 16], help='image sides to time (default: %(default)s)')
+    p.add_argument('--bs', type=int, default=128, help='batch size (default: %(default)s, as fast)')
+    p.add_argument('--steps', type=int, default=4, help='timed steps per side and round (default: %(default)s)')
+    p.add_argument('--rounds', type=int, default=5, help='rounds over all sides (default: %(default)s)')
+    p.add_argument('--out', type=Path, default=Path(__file__).parent/'results'/'resize-speed-cpu.json')
+    a = p.parse_args()
+    if 32 not in a.sides: p.error('--sides must include 32, the side the ratios are taken against')
+    load_before = os.getloadavg()
+    torch.manual_seed(0)
+    model, crit = ResNet18().train(), nn.CrossEntropyLoss()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    yb = torch.randint(0, 10, (a.bs,))
+    batches = {s: torch.randn(a.bs, 3, s, s) for s in a.sides}
+    secs = {s: [] for s in a.sides}
+    for r in range(a.rounds):
+        for s in a.sides: secs[s].append(step_seconds(model, opt, crit, batches[s], yb, a.steps))
+        print(f"round {r + 1}/{a.rounds}: " + ', '.join(f"{s}px {a.bs / secs[s][-1]:.0f} img/s" for s in a.sides))
+    rate = {s: a.bs / statistics.median(secs[s]) for s in a.sides}
+    flops = {s: train_flops(s) for s in a.sides}
+    res = {'what': 'ResNet18 training steps (bf16 autocast, SGD) on one synthetic batch per image side; median over rounds',
+           'sides': {str(s): {'images_per_s': rate[s], 'time_ratio_to_32': rate[32] / rate[s],
+                              'flops_per_image': flops[s], 'flop_ratio_to_32': flops[s] / flops[32],
+                              'images_per_s_each_round': [a.bs / t for t in secs[s]]} for s in a.sides},
+           'batch_size': a.bs, 'steps_per_round': a.steps, 'rounds': a.rounds,
+           'machine': platform.processor() or platform.machine(), 'cores': os.cpu_count(), 'threads': torch.get_num_threads(),
+           'torch': torch.__version__, 'load_average_before': load_before, 'load_average_after': os.getloadavg(),
+           'date': datetime.datetime.now().isoformat(timespec='seconds')}
+    for s in a.sides:
+        print(f"side {s}: {rate[s]:.1f} images/s, time {rate[32] / rate[s]:.2f} x side 32's, FLOPs {flops[s] / flops[32]:.2f} x")
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(res, indent=1) + '\n')
+    print(f"wrote {a.out}")
+
+
+if __name__ == '__main__':
+    main()
