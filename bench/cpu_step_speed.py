@@ -1,11 +1,11 @@
 """Which memory layout and compilation train ResNet18 fastest on this CPU? (issue 20: CPU time)
 
-`fit` puts the model and batches in the channels_last layout on CUDA only, and compiles only when a recipe says
-`compile=True` (speed not measured on a CPU before this script). This script times training steps (forward,
+Before this script `fit` put the model and batches in the channels_last layout on CUDA only (it now does on CPUs too,
+from this script's figures), and it compiles only when a recipe says `compile=True`. This script times training steps (forward,
 backward, SGD step, bf16 autocast as `fast` trains on a CPU; batch 128, one synthetic batch) in three ways, in one
 run, interleaved over rounds so that a change of load hits all alike:
 
-  - eager: the model as `fit` runs it on a CPU today (contiguous NCHW);
+  - eager: contiguous NCHW, as `fit` ran on a CPU before;
   - channels_last: model and batch in the channels_last layout, as `fit` runs on CUDA;
   - compiled: `torch.compile(model)` (the default inductor backend), NCHW; its compile time is reported apart;
   - compiled_channels_last: both.

@@ -8,7 +8,7 @@
 #   the device tool's README shows the pip download line)
 # Then call the device tool's run with: command "bash bench/gpu_plan.sh", carry ["data", ".whl"], timeout_s 600.
 #
-# All runs start at once (JOBS=14): on CUDA the training batches are made on the GPU (eva_cam.augment.DeviceLoader),
+# Ten runs at a time (JOBS=10; with 10 the H200 was 97-100% busy): on CUDA the training batches are made on the GPU (eva_cam.augment.DeviceLoader),
 # so each run needs one CPU core, and the GPU, which one small-batch run leaves mostly idle, is shared.
 # BUDGET_S later, `timeout` stops the runs that have not finished; each writes a record marked unfinished.
 # What comes back under $OUT: plan-results.tgz (bench/results/plan/*.json, summary.md, and each run folder's
@@ -29,7 +29,7 @@ python3 -c "from eva_cam.data import load_cifar10; d = load_cifar10('data/cifar1
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader -l 30 > "$OUT/gpu-use.csv" 2>&1 &
 # the records so far, every 20 s: if the call is cut short (the session's device time), what finished still comes back
 (while sleep 20; do tar czf "$OUT/.r.tgz" bench/results/plan 2>/dev/null && mv "$OUT/.r.tgz" "$OUT/plan-results.tgz"; done) &
-timeout "${BUDGET_S:-500}" python3 bench/run_plan.py --data data/cifar10-jpeg.tar.gz --device "${DEVICE:-cuda}" --jobs "${JOBS:-14}" ${PLAN:+--plan $PLAN} \
+timeout "${BUDGET_S:-500}" python3 bench/run_plan.py --data data/cifar10-jpeg.tar.gz --device "${DEVICE:-cuda}" --jobs "${JOBS:-10}" ${PLAN:+--plan $PLAN} \
   --workers 2 --runs /tmp/eva_runs ${ONLY:+--only $ONLY} > "$OUT/plan.log" 2>&1
 echo "run_plan exit $?"
 kill %1 %2 2>/dev/null; wait

@@ -3,16 +3,17 @@
 ResNet18's FLOPs fall with the square of the image side (its stages are convolutions, its head an adaptive average
 pool), so a training step at side 24 does 56% of the work of one at 32, and at 16 a quarter. Whether the time falls
 as much depends on how well the CPU kernels do on the smaller feature maps. This script times training steps
-(forward, backward, SGD step, bf16 autocast as `fast` trains on a CPU) on one synthetic batch at each side, the
-sides interleaved over several rounds so that a change of load hits all of them alike, and reports the median
-images/s per side and its ratio to side 32, with the FLOPs per image from torch.utils.flop_counter.
+(forward, backward, SGD step, bf16 autocast, as `fit` trains on a CPU) on one synthetic batch at each side, in both
+memory layouts (channels_last, which `fit` uses on CPUs since bench/cpu_step_speed.py, and contiguous NCHW), all
+interleaved over several rounds so that a change of load hits them alike, and reports the median images/s of each and
+its ratio to side 32 in channels_last, with the FLOPs per image from torch.utils.flop_counter.
 
-    python bench/resize_speed.py                # about 4 minutes on 2 cores
+    python bench/resize_speed.py                # about two minutes on 2 cores
 
 Writes bench/results/resize-speed-cpu.json with the machine, torch version and load average before and after.
 """
 from __future__ import annotations
-import argparse, datetime, json, os, platform, statistics, time
+import argparse, copy, datetime, json, os, platform, statistics, time
 from pathlib import Path
 
 import torch
@@ -54,26 +55,29 @@ def main():
     if 32 not in a.sides: p.error('--sides must include 32, the side the ratios are taken against')
     load_before = os.getloadavg()
     torch.manual_seed(0)
-    model, crit = ResNet18().train(), nn.CrossEntropyLoss()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    yb = torch.randint(0, 10, (a.bs,))
-    batches = {s: torch.randn(a.bs, 3, s, s) for s in a.sides}
-    secs = {s: [] for s in a.sides}
+    crit, yb = nn.CrossEntropyLoss(), torch.randint(0, 10, (a.bs,))
+    base = ResNet18().train()
+    layouts = {'channels_last': torch.channels_last, 'contiguous': torch.contiguous_format}
+    models = {k: copy.deepcopy(base).to(memory_format=f) for k, f in layouts.items()}
+    opts = {k: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9) for k, m in models.items()}
+    batches = {(s, k): torch.randn(a.bs, 3, s, s).contiguous(memory_format=f) for s in a.sides for k, f in layouts.items()}
+    secs = {key: [] for key in batches}
     for r in range(a.rounds):
-        for s in a.sides: secs[s].append(step_seconds(model, opt, crit, batches[s], yb, a.steps))
-        print(f"round {r + 1}/{a.rounds}: " + ', '.join(f"{s}px {a.bs / secs[s][-1]:.0f} img/s" for s in a.sides))
-    rate = {s: a.bs / statistics.median(secs[s]) for s in a.sides}
+        for (s, k), xb in batches.items(): secs[s, k].append(step_seconds(models[k], opts[k], crit, xb, yb, a.steps))
+        print(f"round {r + 1}/{a.rounds}: " + ', '.join(f"{s}px {k} {a.bs / v[-1]:.0f}" for (s, k), v in secs.items()) + ' img/s')
+    rate = {key: a.bs / statistics.median(v) for key, v in secs.items()}
+    ref = rate[32, 'channels_last']
     flops = {s: train_flops(s) for s in a.sides}
-    res = {'what': 'ResNet18 training steps (bf16 autocast, SGD) on one synthetic batch per image side; median over rounds',
-           'sides': {str(s): {'images_per_s': rate[s], 'time_ratio_to_32': rate[32] / rate[s],
-                              'flops_per_image': flops[s], 'flop_ratio_to_32': flops[s] / flops[32],
-                              'images_per_s_each_round': [a.bs / t for t in secs[s]]} for s in a.sides},
+    res = {'what': 'ResNet18 training steps (bf16 autocast, SGD) on one synthetic batch per image side and memory layout; median over rounds',
+           'sides': {f"{s}/{k}": {'images_per_s': rate[s, k], 'time_ratio_to_32_channels_last': ref / rate[s, k],
+                                  'flops_per_image': flops[s], 'flop_ratio_to_32': flops[s] / flops[32],
+                                  'images_per_s_each_round': [a.bs / t for t in secs[s, k]]} for s, k in batches},
            'batch_size': a.bs, 'steps_per_round': a.steps, 'rounds': a.rounds,
            'machine': platform.processor() or platform.machine(), 'cores': os.cpu_count(), 'threads': torch.get_num_threads(),
            'torch': torch.__version__, 'load_average_before': load_before, 'load_average_after': os.getloadavg(),
            'date': datetime.datetime.now().isoformat(timespec='seconds')}
-    for s in a.sides:
-        print(f"side {s}: {rate[s]:.1f} images/s, time {rate[32] / rate[s]:.2f} x side 32's, FLOPs {flops[s] / flops[32]:.2f} x")
+    for s, k in batches:
+        print(f"side {s} {k}: {rate[s, k]:.1f} images/s, time {ref / rate[s, k]:.2f} x side 32 channels_last's, FLOPs {flops[s] / flops[32]:.2f} x")
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(res, indent=1) + '\n')
     print(f"wrote {a.out}")

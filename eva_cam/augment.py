@@ -69,7 +69,10 @@ def augment_batch(x: torch.Tensor, # uint8 images (B, H, W, 3), on any device
 
 # %% ../nbs/00a_augment.ipynb #81999cdc
 class DeviceLoader:
-    "Shuffled batches of `dataset`'s images, augmented on `device` by `augment_batch`: a training DataLoader without workers."
+    """Shuffled batches of `dataset`'s images, augmented on `device` by `augment_batch`: a training DataLoader without workers.
+
+    Yields float32 `(B, 3, H, W)` normalised images and int64 labels `(B,)`, both on `device`. Raises ValueError for a
+    batch size below 1 and for what `check_augment` refuses."""
     num_workers, sampler = 0, None  # what `reseed` asks of a loader
     def __init__(self, dataset: CifarDataset, # its images and labels; its Albumentations pipeline is not used
                  tfms: str = 'standard', # one of TRANSFORMS
@@ -95,7 +98,10 @@ class DeviceLoader:
 
 # %% ../nbs/00a_augment.ipynb #41895903
 class ProgressiveResize:
-    "Batches of the training loader `dl`, resized to `side` x `side` pixels in the first `epochs` epochs (progressive resizing)."
+    """Batches of the training loader `dl`, resized to `side` x `side` pixels in the first `epochs` epochs (progressive resizing).
+
+    Yields `(B, 3, side, side)` float batches (bilinear, antialiased) in those epochs and `dl`'s own batches after them,
+    with `dl`'s labels. Raises ValueError for a `side` outside 8..32 or a negative `epochs`."""
     def __init__(self, dl, # a training loader (DataLoader or DeviceLoader) of normalised `(B, 3, 32, 32)` batches
                  side: int, # the side of the early epochs' images, 8 to 32 pixels
                  epochs: int): # how many epochs, from the first, train at `side`; later ones at the loader's own size
@@ -104,7 +110,9 @@ class ProgressiveResize:
         if not (isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 0):
             raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}.")
         self.dl, self.side, self.epochs, self.epoch = dl, side, epochs, 0
-    def __getattr__(self, name): return getattr(self.__dict__['dl'], name)  # dataset, sampler, generator, num_workers, ...
+    def __getattr__(self, name):  # dataset, sampler, generator, num_workers, batch_size: the wrapped loader's
+        if name.startswith('__') or 'dl' not in self.__dict__: raise AttributeError(name)  # copy and pickle ask before __init__
+        return getattr(self.dl, name)
     def __len__(self): return len(self.dl)
     def set_epoch(self, epoch: int): self.epoch = epoch  # called by `reseed`
     def __iter__(self):

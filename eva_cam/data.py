@@ -291,7 +291,8 @@ def seed_worker(worker_id: int):
     info = torch.utils.data.get_worker_info()
     if info is not None and getattr(info.dataset, 'tfm', None) is not None: info.dataset.tfm.set_random_seed(s)
 
-def reseed(dl: DataLoader, seed: int, epoch: int = 0):
+def reseed(dl, # a DataLoader, DeviceLoader or ProgressiveResize (chapter 00a)
+           seed: int, epoch: int = 0):
     "Make the next pass over `dl` depend only on `(seed, epoch)`: shuffle order and augmentation."
     s = seed * 1000 + epoch + 10**6 * getattr(dl.sampler, 'rank', 0)  # each process of a distributed run augments differently
     if isinstance(dl.sampler, DistributedSampler): dl.sampler.set_epoch(epoch)  # its shuffle order, the same in every process

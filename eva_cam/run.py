@@ -138,11 +138,20 @@ def recipe_dataloaders(cfg: dict, # a recipe (`get_recipe`) or a run's stored co
                        num_workers: int|None = None, # DataLoader workers; default `default_workers()`
                        limit: int|None = None, # only the first `limit` images of each split
                        rank: int = 0, world_size: int = 1, # this process and the processes of a distributed run
-                      ) -> tuple[DataLoader, DataLoader]:
-    "`get_dataloaders` with the data settings of the recipe `cfg`: its transforms, batch size, cutout, translation and seed."
-    return get_dataloaders(data, cfg['tfms'], cfg['batch_size'], num_workers=num_workers, seed=cfg['seed'], device=device,
-                           limit=limit, rank=rank, world_size=world_size, cutout=cfg['cutout'],
-                           translate=cfg.get('translate', 4))  # runs made before the key: 4
+                       on_device: bool = False, # training batches made on `device` by a `DeviceLoader` (chapter 00a), one process only
+                      ) -> tuple[DataLoader|DeviceLoader, DataLoader]:
+    """`get_dataloaders` with the data settings of the recipe `cfg` (keys `tfms`, `batch_size`, `cutout`, `translate`, `seed`).
+
+    Batches are normalised `(B, 3, 32, 32)` float32 with int64 labels; the resize keys are `train_run`'s to apply (it wraps
+    the training loader in a `ProgressiveResize`). Raises ValueError for `on_device` with `world_size` > 1, and what
+    `get_dataloaders` raises for bad values."""
+    if on_device and world_size > 1: raise ValueError(f"on_device=True is for one process, got world_size={world_size}.")
+    translate = cfg.get('translate', 4)  # runs made before the key existed moved images by 4
+    train_dl, test_dl = get_dataloaders(data, cfg['tfms'], cfg['batch_size'], num_workers=num_workers, seed=cfg['seed'],
+                                        device=device, limit=limit, rank=rank, world_size=world_size, cutout=cfg['cutout'],
+                                        translate=translate)
+    if on_device: train_dl = DeviceLoader(train_dl.dataset, cfg['tfms'], cfg['batch_size'], cfg['cutout'], cfg['seed'], device, translate)
+    return train_dl, test_dl
 
 # %% ../nbs/03b_run.ipynb #cdeef410
 RUN_FILES = ('checkpoint.pt', 'best.pt', 'history.json', 'metrics.json', 'curves.png')
@@ -288,16 +297,21 @@ def _set_found_lr(model, train_dl, data, opt, criterion, device, cfg: dict, out:
     if lr < 0: raise RuntimeError("The LR finder failed on process 0 (its own error says why), so every process stops.")
     for g in opt.param_groups: g['lr'] = lr
 
+def _augmentation(train_dl, cfg: dict) -> str:
+    "How a run's training batches are made, for metrics.json."
+    how = 'on the device (augment_batch)' if isinstance(train_dl, DeviceLoader) else 'Albumentations'
+    if cfg['resize_epochs']: how += f"; epochs 1-{cfg['resize_epochs']} resized to {cfg['resize_side']} px"
+    return how
+
 def _train_run(cfg: dict, data: Cifar10, out: Path, device: torch.device, resume: bool, force: bool, num_workers,
                sync_bn: bool = False):
     "Build everything from a checked config, fit, and write the run folder (only rank 0 writes in a distributed run)."
     set_seed(cfg['seed'])  # the same first weights in every process
     model = make_model(cfg['model'], len(data.classes), cfg['zero_init_residual'])
     rank, world = (dist.get_rank(), dist.get_world_size()) if _distributed() else (0, 1)
-    train_dl, test_dl = recipe_dataloaders(cfg, data, device, num_workers, cfg['limit'], rank, world)
-    if device.type == 'cuda' and world == 1:  # batches augmented on the GPU (chapter 00a): the same laws, no workers
-        train_dl = DeviceLoader(train_dl.dataset, cfg['tfms'], cfg['batch_size'], cfg['cutout'], cfg['seed'], device, cfg['translate'])
-    if cfg['resize_epochs']: train_dl = ProgressiveResize(train_dl, cfg['resize_side'], cfg['resize_epochs'])
+    train_dl, test_dl = recipe_dataloaders(cfg, data, device, num_workers, cfg['limit'], rank, world,
+                                           on_device=device.type == 'cuda' and world == 1)  # a GPU augments its batches itself
+    how = _augmentation(train_dl, cfg)
     find = cfg['lr'] == 'find'
     opt = make_optimizer(model, cfg['optimizer'], 1.0 if find else cfg['lr'], cfg['momentum'], cfg['nesterov'],
                          cfg['weight_decay'], cfg['wd_on_bn_bias'])
@@ -305,6 +319,8 @@ def _train_run(cfg: dict, data: Cifar10, out: Path, device: torch.device, resume
     with _replacing(out, force):  # with force, the old run's files stay until the new run's first checkpoint
         if find and not resume:  # a resumed run restores its lr; in a distributed run rank 0 tests and tells the others
             _set_found_lr(model, train_dl if world == 1 else None, data, opt, criterion, device, cfg, out, num_workers)
+        if cfg['resize_epochs']:  # after the range test, which sees 32-pixel images however the run is started
+            train_dl = ProgressiveResize(train_dl, cfg['resize_side'], cfg['resize_epochs'])
         if sync_bn and world > 1: model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # keeps the same parameters
         sched = make_scheduler(opt, cfg['scheduler'], cfg['epochs'], len(train_dl), **cfg['scheduler_kw'])
         ema = ema_model(model, cfg['ema']) if cfg['ema'] else None
@@ -313,8 +329,7 @@ def _train_run(cfg: dict, data: Cifar10, out: Path, device: torch.device, resume
         tta_loss, tta_acc = evaluate(model if ema is None else ema.module, test_dl, None, device, cfg['precision'], tta=True)
         if not is_main(): return hist
         n_test = len(data.x_test[:cfg['limit']])
-        _write_metrics(out, hist, cfg, device, tta_acc, data, len(train_dl.dataset), n_test, world,
-                       'on the device (augment_batch)' if isinstance(train_dl, DeviceLoader) else 'Albumentations')
+        _write_metrics(out, hist, cfg, device, tta_acc, data, len(train_dl.dataset), n_test, world, how)
         fig = plot_history(hist, title=f"{cfg['recipe']} on {cfg['data']}")
         atomic_write(out/'curves.png', lambda tmp: fig.savefig(tmp, dpi=100, format='png'))
         plt.close(fig)
