@@ -117,12 +117,12 @@ def cmd_cam(a) -> int:
 
 def _print_layer_scores(model, image: Path, target: str|int):
     "Which layer's Grad-CAM to trust for this image and class `target` (a name or an index; chapter 04a), per stage, the most faithful first."
-    from eva_cam.data import CIFAR10_MEAN, CIFAR10_STD, CLASSES
+    from eva_cam.data import CLASSES
     from eva_cam.faithfulness import faithfulness, rank_layers, stages_in
-    from eva_cam.gradcam import _load_image
+    from eva_cam.gradcam import load_image
     layers = stages_in(model)
     if not layers: return
-    x, _ = _load_image(image, 32, CIFAR10_MEAN, CIFAR10_STD)
+    x, _ = load_image(image)
     cls = int(target) if str(target).isdigit() else CLASSES.index(target)
     scores = faithfulness(model, x, [cls], layers, steps=16)
     print(f"which layer to trust for {CLASSES[cls]}, most faithful first (deletion: lower is better; insertion, confidence change: higher is better):")

@@ -22,7 +22,7 @@ from .core import eval_mode, model_device, unwrap
 __all__ = ['WEIGHTINGS', 'CAM_METHODS', 'GRADIENT_FREE', 'cam_layers', 'CamHooks', 'gradcam_weights', 'gradcampp_weights',
            'xgradcam_weights', 'hirescam_weights', 'layercam_weights', 'scorecam_weights', 'eigencam_map', 'cam_from',
            'scale_cam', 'gradcam', 'overlay', 'show_cam', 'plot_gradcam', 'plot_gradcam_misclassified', 'to_rgb8',
-           'explain_image']
+           'load_image', 'explain_image']
 
 # %% ../nbs/04_gradcam.ipynb #e0db9fd7
 def cam_layers(model: nn.Module, input_size: tuple = (1, 3, 32, 32), # the shape of one input batch
@@ -318,8 +318,13 @@ def to_rgb8(im: Image.Image) -> Image.Image:
         return Image.alpha_composite(white, rgba).convert('RGB')
     return im.convert('RGB')
 
-def _load_image(path: Path, size: int, mean: tuple, std: tuple):
-    "Read an image file as a normalised batch `(1, 3, size, size)`, and a note of how it was resized."
+def load_image(path: str|Path, # any image file Pillow reads
+               size: int = 32, # the model's input side in pixels
+               mean: tuple = CIFAR10_MEAN, std: tuple = CIFAR10_STD, # the normalisation the model was trained with
+              ) -> tuple[torch.Tensor, str]:
+    """An image file as a normalised float batch `(1, 3, size, size)` (`to_rgb8`, then bicubic resize), and a note of how it was resized.
+
+    Raises ValueError naming the file when Pillow cannot read it."""
     try:
         im = Image.open(path); im.load()
     except Exception as e: raise ValueError(f"{path} is not an image Pillow can read ({e}).") from e
@@ -349,7 +354,7 @@ def explain_image(model: nn.Module, image_path: str|Path,
     if target == 'true' and true is None: raise ValueError("target='true' (--target true) needs true_class (--true-class), the image's real class.")
     cls = None if target == 'pred' else true if target == 'true' else index(target)
     _check_layers(model, layer)
-    x, note = _load_image(image_path, size, mean, std)
+    x, note = load_image(image_path, size, mean, std)
     raw, logits = _raw_cams(model, x, [layer], None if cls is None else torch.tensor([cls]))
     probs = logits[0].float().softmax(0).cpu()
     cls = int(probs.argmax()) if cls is None else cls

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from .core import PRECISIONS, _distributed, atomic_write, get_device, is_main, resolve_precision, set_seed, unwrap, world_size
 from .augment import DeviceLoader, ProgressiveResize
-from .data import TRANSFORMS, Cifar10, check_limit, get_dataloaders, load_cifar10
+from .data import Cifar10, check_augment, check_limit, get_dataloaders, load_cifar10
 from .lrfinder import lr_find_to_dir
 from .resnet import MODELS, make_model
 from .train import (OPTIMIZERS, SCHEDULERS, History, _read_checkpoint, _sum_over_ranks, ema_model, evaluate, fit, train_epoch,
@@ -25,7 +25,7 @@ from .train import (OPTIMIZERS, SCHEDULERS, History, _read_checkpoint, _sum_over
 
 # %% auto #0
 __all__ = ['RECIPES', 'REPORTED_ACCURACY', 'LR_FIND_RULES', 'RUN_FILES', 'get_recipe', 'recipe_dataloaders', 'lock_run_folder',
-           'train_run', 'run_checkpoint', 'estimate_epoch_seconds']
+           'train_run', 'run_checkpoint', 'estimate_epoch_seconds', 'estimate_run_seconds']
 
 # %% ../nbs/03b_run.ipynb #ced7817e
 # Every key of a recipe: its unit, and where its value comes from. "usual": the common value for ResNet18 on
@@ -87,7 +87,6 @@ _CHECKS = {  # key: (test of its value, what is expected)
     'model': (lambda v: v in MODELS, f"one of {tuple(MODELS)}"),
     'epochs': (lambda v: _integer(v) and v > 0, 'a positive integer'),
     'batch_size': (lambda v: _integer(v) and v > 0, 'a positive integer'),
-    'tfms': (lambda v: v in TRANSFORMS, f"one of {TRANSFORMS}"),
     'optimizer': (lambda v: v in OPTIMIZERS, f"one of {OPTIMIZERS}"),
     'lr': (lambda v: v == 'find' or (_number(v) and v > 0), "a positive number or 'find' (finite)"),
     'scheduler': (lambda v: v in SCHEDULERS, f"one of {tuple(SCHEDULERS)}"),
@@ -100,18 +99,18 @@ _CHECKS = {  # key: (test of its value, what is expected)
     'seed': (_integer, 'an integer'),
     'lr_find_iter': (lambda v: _integer(v) and v > 0, 'a positive integer (steps of the LR range test)'),
     'lr_find_rule': (lambda v: v in LR_FIND_RULES, f"one of {LR_FIND_RULES} (which suggestion lr='find' trains with)"),
-    'cutout': (lambda v: _integer(v) and 0 <= v <= 32, 'the side of the cutout hole in pixels, an integer from 0 (no cutout) to 32'),
-    'translate': (lambda v: _integer(v) and 0 <= v <= 16, 'the most pixels a training image moves each way, an integer from 0 to 16'),
     'resize_side': (lambda v: _integer(v) and 8 <= v <= 32, 'an integer from 8 to 32 pixels'),
     'resize_epochs': (lambda v: _integer(v) and v >= 0, 'an integer >= 0'),
     'ema': (lambda v: _number(v) and 0 <= v < 1, 'a number in [0, 1): the decay per step of the weight average (0: no average)'),
 }
 
 def _check_config(cfg: dict):
-    "Raise a ValueError naming the first bad value of a recipe: each key by `_CHECKS`, then the checks that need two keys."
+    "Raise a ValueError naming the first bad value of a recipe: each key by `_CHECKS`, the augmentation by `check_augment`, then the checks that need two keys."
     def bad(key, expected): return ValueError(f"Bad recipe value {key}={cfg[key]!r}: expected {expected}.")
     for key, (ok, expected) in _CHECKS.items():
         if not ok(cfg[key]): raise bad(key, expected)
+    try: check_augment(cfg['tfms'], cfg['cutout'], cfg['translate'])  # chapter 00's ranges, in one place
+    except ValueError as e: raise ValueError(f"Bad recipe value: {e}") from None
     kw, allowed = cfg['scheduler_kw'], SCHEDULERS[cfg['scheduler']]
     if not (isinstance(kw, dict) and set(kw) <= set(allowed) and all(_number(v) for v in kw.values())):
         raise bad('scheduler_kw', f"numeric settings of {cfg['scheduler']!r} among {list(allowed)}")
@@ -320,7 +319,7 @@ def _train_run(cfg: dict, data: Cifar10, out: Path, device: torch.device, resume
         if find and not resume:  # a resumed run restores its lr; in a distributed run rank 0 tests and tells the others
             _set_found_lr(model, train_dl if world == 1 else None, data, opt, criterion, device, cfg, out, num_workers)
         if cfg['resize_epochs']:  # after the range test, which sees 32-pixel images however the run is started
-            train_dl = ProgressiveResize(train_dl, cfg['resize_side'], cfg['resize_epochs'])
+            train_dl = ProgressiveResize(train_dl, cfg['resize_side'], cfg['resize_epochs'], device)
         if sync_bn and world > 1: model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # keeps the same parameters
         sched = make_scheduler(opt, cfg['scheduler'], cfg['epochs'], len(train_dl), **cfg['scheduler_kw'])
         ema = ema_model(model, cfg['ema']) if cfg['ema'] else None
@@ -376,3 +375,22 @@ def estimate_epoch_seconds(model: nn.Module, dl, device: str|torch.device|None =
     t0 = time.perf_counter()
     train_epoch(net, steps[1:], opt, device=device, precision=precision, epoch_desc='timing')  # ends with .item(): the device has finished
     return (time.perf_counter() - t0) / (len(steps) - 1) * len(dl)
+
+# %% ../nbs/03b_run.ipynb #7b5350e7
+def estimate_run_seconds(cfg: dict, # a recipe (`get_recipe`): its model, epochs, precision and resize keys are used
+                         dl, # its training loader of `(B, 3, 32, 32)` batches (`recipe_dataloaders`)
+                         device: str|torch.device|None = None,
+                         batches: int = 3, # training steps timed per image size, after one more to warm up
+                         model: nn.Module|None = None, # the network timed; default a new `cfg['model']`
+                        ) -> float:
+    """Seconds the training steps of a whole run of `cfg` over `dl` take on this machine; testing not counted.
+
+    `estimate_epoch_seconds` at the loader's size for the epochs trained at 32 pixels, and at `cfg['resize_side']` for the
+    first `cfg['resize_epochs']` epochs when the recipe resizes them (a 16-pixel step takes 0.34 of a 32-pixel one on this
+    CPU, `bench/results/resize-speed-cpu.json`). Raises what `estimate_epoch_seconds` raises."""
+    model = make_model(cfg['model']) if model is None else model
+    small_epochs = cfg.get('resize_epochs', 0) if cfg.get('resize_side', 32) != 32 else 0
+    full = estimate_epoch_seconds(model, dl, device, cfg['precision'], batches)
+    if not small_epochs: return cfg['epochs'] * full
+    small = estimate_epoch_seconds(model, ProgressiveResize(dl, cfg['resize_side'], small_epochs), device, cfg['precision'], batches)
+    return small_epochs * small + (cfg['epochs'] - small_epochs) * full
