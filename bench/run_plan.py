@@ -85,22 +85,25 @@ def summary(specs: list[dict], results: Path) -> str:
     from eva_cam.run import REPORTED_ACCURACY
     lines = ['# Evidence runs: summary', '',
              'Written by `bench/run_plan.py` from the records in `bench/results/plan/` (one per run). Test accuracy after '
-             'the last epoch, in %; mean, min and max over the finished seeds.', '',
+             'the last epoch, in %; mean, min and max over the finished seeds, one row per device.', '',
              '| setting | recipe | epochs | seeds finished | mean | min | max | flip TTA mean | write-up | minutes per run | device |',
              '|---|---|---|---|---|---|---|---|---|---|---|']
     for setting in dict.fromkeys(s['setting'] for s in specs):
         mine = [s for s in specs if s['setting'] == setting]
         recs = [json.loads((results/f"{s['name']}.json").read_text()) for s in mine if (results/f"{s['name']}.json").is_file()]
-        done = [r for r in recs if r.get('finished')]
-        accs = [100 * r['final_test_acc'] for r in done]
-        f = lambda xs: f"{statistics.mean(xs):.2f}" if xs else '–'
+        by_device = {}  # one row per device: seeds are compared on one device (the same seed differed by 0.54 points between two)
+        for r in recs:
+            if r.get('finished'): by_device.setdefault(r['device_name'], []).append(r)
         partial = [f"{r['name']}: {r['epochs_done']}/{r['epochs_planned']} epochs" for r in recs if not r.get('finished')]
         written = REPORTED_ACCURACY.get(mine[0]['recipe']) if not mine[0]['set'] else None  # the write-up's own figure
-        lines.append(f"| {setting} | {mine[0]['recipe']} | {mine[0]['epochs']} | {len(done)} of {len(mine)}"
-                     f"{' (' + '; '.join(partial) + ')' if partial else ''} | {f(accs)} | "
-                     f"{f'{min(accs):.2f}' if accs else '–'} | {f'{max(accs):.2f}' if accs else '–'} | "
-                     f"{f([100 * r['final_test_acc_flip_tta'] for r in done])} | {f'{100 * written:.2f}' if written else '–'} | "
-                     f"{f([r['total_minutes'] for r in done]) if done else '–'} | {', '.join(sorted({r['device_name'] for r in done})) or '–'} |")
+        f = lambda xs: f"{statistics.mean(xs):.2f}" if xs else '–'
+        for i, (device, done) in enumerate(by_device.items() if by_device else [('–', [])]):
+            accs = [100 * r['final_test_acc'] for r in done]
+            lines.append(f"| {setting} | {mine[0]['recipe']} | {mine[0]['epochs']} | {len(done)} of {len(mine)}"
+                         f"{' (' + '; '.join(partial) + ')' if partial and i == 0 else ''} | {f(accs)} | "
+                         f"{f'{min(accs):.2f}' if accs else '–'} | {f'{max(accs):.2f}' if accs else '–'} | "
+                         f"{f([100 * r['final_test_acc_flip_tta'] for r in done])} | {f'{100 * written:.2f}' if written else '–'} | "
+                         f"{f([r['total_minutes'] for r in done])} | {device} |")
     return '\n'.join(lines) + '\n'
 
 

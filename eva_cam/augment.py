@@ -101,8 +101,8 @@ class ProgressiveResize:
     """Batches of the training loader `dl`, resized to `side` x `side` pixels in the first `epochs` epochs (progressive resizing).
 
     Yields `(B, 3, side, side)` float batches (bilinear, antialiased) in those epochs and `dl`'s own batches after them,
-    with `dl`'s labels; with `device`, the small batches are on `device` (a GPU resizes faster than the CPU, and the copy of
-    a pinned 32-pixel batch stays asynchronous). Raises ValueError for a `side` outside 8..32 or a negative `epochs`."""
+    with `dl`'s labels; with `device`, the small batches are copied there before they are resized (for a pinned DataLoader on
+    a GPU: the copy of the 32-pixel batch stays asynchronous, and the GPU resizes). Raises ValueError for a `side` outside 8..32 or a negative `epochs`."""
     def __init__(self, dl, # a training loader (DataLoader or DeviceLoader) of normalised `(B, 3, 32, 32)` batches
                  side: int, # the side of the early epochs' images, 8 to 32 pixels
                  epochs: int, # how many epochs, from the first, train at `side`; later ones at the loader's own size
@@ -111,7 +111,7 @@ class ProgressiveResize:
             raise ValueError(f"side must be an integer from 8 to 32 pixels, got {side!r}.")
         if not (isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 0):
             raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}.")
-        self.dl, self.side, self.epochs, self.device, self.epoch = dl, side, epochs, device, 0
+        self.dl, self.side, self.epochs, self.resize_device, self.epoch = dl, side, epochs, device, 0
     def __getattr__(self, name):  # dataset, sampler, generator, num_workers, batch_size: the wrapped loader's
         if name.startswith('__') or 'dl' not in self.__dict__: raise AttributeError(name)  # copy and pickle ask before __init__
         return getattr(self.dl, name)
@@ -121,6 +121,6 @@ class ProgressiveResize:
         small = self.epoch < self.epochs and self.side != 32
         for xb, yb in self.dl:
             if small:
-                if self.device is not None: xb = xb.to(self.device, non_blocking=True)
+                if self.resize_device is not None: xb = xb.to(self.resize_device, non_blocking=True)
                 xb = F.interpolate(xb, size=(self.side, self.side), mode='bilinear', antialias=True)
             yield xb, yb

@@ -379,7 +379,7 @@ def estimate_epoch_seconds(model: nn.Module, dl, device: str|torch.device|None =
 # %% ../nbs/03b_run.ipynb #7b5350e7
 def estimate_run_seconds(cfg: dict, # a recipe (`get_recipe`): its model, epochs, precision and resize keys are used
                          dl, # its training loader of `(B, 3, 32, 32)` batches (`recipe_dataloaders`)
-                         device: str|torch.device|None = None,
+                         device: str|torch.device|None = None, # where the run will train; None or 'auto': `get_device()`, as `train_run`
                          batches: int = 3, # training steps timed per image size, after one more to warm up
                          model: nn.Module|None = None, # the network timed; default a new `cfg['model']`
                         ) -> float:
@@ -388,7 +388,7 @@ def estimate_run_seconds(cfg: dict, # a recipe (`get_recipe`): its model, epochs
     `estimate_epoch_seconds` at the loader's size for the epochs trained at 32 pixels, and at `cfg['resize_side']` for the
     first `cfg['resize_epochs']` epochs when the recipe resizes them (a 16-pixel step takes 0.34 of a 32-pixel one on this
     CPU, `bench/results/resize-speed-cpu.json`). Raises what `estimate_epoch_seconds` raises."""
-    model = make_model(cfg['model']) if model is None else model
+    model, device = make_model(cfg['model']) if model is None else model, get_device(device)
     small_epochs = cfg.get('resize_epochs', 0) if cfg.get('resize_side', 32) != 32 else 0
     full = estimate_epoch_seconds(model, dl, device, cfg['precision'], batches)
     if not small_epochs: return cfg['epochs'] * full

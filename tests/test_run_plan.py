@@ -51,6 +51,18 @@ def test_summary(done):
     assert cells[4:7] == [f'{sum(accs) / 2:.2f}', f'{min(accs):.2f}', f'{max(accs):.2f}']
 
 
+
+def test_summary_per_device(done, tmp_path):
+    "Seeds run on two devices are not averaged together: one row per device."
+    d, _ = done
+    shutil.copytree(d/'results', tmp_path/'results')
+    recs = {s: json.loads((d/'results'/f'tiny-seed{s}.json').read_text()) for s in (0, 1)}
+    (tmp_path/'results'/'tiny-seed1.json').write_text(json.dumps({**recs[1], 'device_name': 'Another device'}))
+    run_plan.main(['--plan', str(d/'plan.json'), '--results', str(tmp_path/'results'), '--summary', str(tmp_path/'summary.md'), '--summary-only'])
+    rows = [[c.strip() for c in l.strip('|').split('|')] for l in (tmp_path/'summary.md').read_text().splitlines() if l.startswith('| tiny |')]
+    acc = lambda s: f"{100 * recs[s]['final_test_acc']:.2f}"
+    assert sorted((r[3], r[4], r[10]) for r in rows) == sorted([('1 of 2', acc(0), recs[0]['device_name']), ('1 of 2', acc(1), 'Another device')])
+
 def test_skip_finished(done, capsys):
     d, args = done
     stamps = {p: p.stat().st_mtime_ns for p in (d/'runs').rglob('*.pt')}
