@@ -61,7 +61,26 @@ def test_summary_per_device(done, tmp_path):
     run_plan.main(['--plan', str(d/'plan.json'), '--results', str(tmp_path/'results'), '--summary', str(tmp_path/'summary.md'), '--summary-only'])
     rows = [[c.strip() for c in l.strip('|').split('|')] for l in (tmp_path/'summary.md').read_text().splitlines() if l.startswith('| tiny |')]
     acc = lambda s: f"{100 * recs[s]['final_test_acc']:.2f}"
-    assert sorted((r[3], r[4], r[10]) for r in rows) == sorted([('1 of 2', acc(0), recs[0]['device_name']), ('1 of 2', acc(1), 'Another device')])
+    assert sorted((r[3], r[4], r[11]) for r in rows) == sorted([('1 of 2', acc(0), recs[0]['device_name']), ('1 of 2', acc(1), 'Another device')])
+
+def test_minutes_to():
+    "How soon a run first reaches an accuracy, from its record: the CPU run of issue 20 reached 88.51% after its last epoch."
+    rec = json.loads((ROOT/'bench'/'results'/'plan'/'fast12-resize16x4-translate2-seed0.json').read_text())
+    assert run_plan.minutes_to(rec, 0.8851) == pytest.approx(sum(rec['seconds_per_epoch']) / 60)
+    assert run_plan.minutes_to(rec, 0.80) == pytest.approx(sum(rec['seconds_per_epoch'][:8]) / 60)  # 79.04% after 6 epochs, 81.23% after 8
+    assert run_plan.minutes_to(rec, 0.95) is None
+
+
+def test_summary_minutes_to(done, tmp_path):
+    "The summary's minutes to 88.51%: the mean over the seeds that reached it, and how many did."
+    d, _ = done
+    shutil.copytree(d/'results', tmp_path/'results')
+    rec = json.loads((d/'results'/'tiny-seed0.json').read_text())
+    (tmp_path/'results'/'tiny-seed0.json').write_text(json.dumps({**rec, 'test_acc_per_epoch': [0.5, 0.9], 'seconds_per_epoch': [60, 120]}))
+    run_plan.main(['--plan', str(d/'plan.json'), '--results', str(tmp_path/'results'), '--summary', str(tmp_path/'summary.md'), '--summary-only'])
+    row = next(l for l in (tmp_path/'summary.md').read_text().splitlines() if l.startswith('| tiny |'))
+    assert [c.strip() for c in row.strip('|').split('|')][10] == '3.00 (1 of 2 seeds)'  # seed 1, trained on 64 images, never gets there
+
 
 def test_skip_finished(done, capsys):
     d, args = done
