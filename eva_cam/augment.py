@@ -117,10 +117,14 @@ class ProgressiveResize:
         return getattr(self.dl, name)
     def __len__(self): return len(self.dl)
     def set_epoch(self, epoch: int): self.epoch = epoch  # called by `reseed`
+    def side_at(self, epoch: int # an epoch, counted from 0
+               ) -> int|None: # `side` while the epoch resizes; None for the loader's own size
+        "The side in pixels the images of epoch `epoch` are resized to, or None where they are not resized."
+        return self.side if epoch < self.epochs and self.side != 32 else None
     def __iter__(self):
-        small = self.epoch < self.epochs and self.side != 32
+        side = self.side_at(self.epoch)
         for xb, yb in self.dl:
-            if small:
+            if side is not None:
                 if self.resize_device is not None: xb = xb.to(self.resize_device, non_blocking=True)
-                xb = F.interpolate(xb, size=(self.side, self.side), mode='bilinear', antialias=True)
+                xb = F.interpolate(xb, size=(side, side), mode='bilinear', antialias=True)
             yield xb, yb

@@ -246,13 +246,13 @@ def _cutout(size: int, mean: tuple, p: float = 0.5):
     return A.CoarseDropout(num_holes_range=(1, 1), hole_height_range=(size, size), hole_width_range=(size, size), fill=fill, p=p)
 
 def check_augment(tfms: str, cutout: int, translate: int):
-    "Raise a ValueError naming the bad value unless `tfms` is one of TRANSFORMS, `cutout` in 0..32 and `translate` in 0..16."
-    if tfms not in TRANSFORMS: raise ValueError(f"Unknown transforms {tfms!r}: expected one of {TRANSFORMS}.")
+    "Raise a ValueError naming the bad value, `key=value: expected ...`, unless `tfms` is one of TRANSFORMS, `cutout` in 0..32 and `translate` in 0..16."
     whole = lambda v, hi: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= hi
-    if not whole(cutout, 32):
-        raise ValueError(f"cutout must be the side of the hole in pixels, an integer from 0 (no cutout) to 32, got {cutout!r}.")
-    if not whole(translate, 16):
-        raise ValueError(f"translate must be the most pixels an image moves each way, an integer from 0 to 16, got {translate!r}.")
+    for key, value, ok, expected in (
+            ('tfms', tfms, tfms in TRANSFORMS, f"one of {TRANSFORMS}"),
+            ('cutout', cutout, whole(cutout, 32), 'the side of the hole in pixels, an integer from 0 (no cutout) to 32'),
+            ('translate', translate, whole(translate, 16), 'the most pixels an image moves each way, an integer from 0 to 16')):
+        if not ok: raise ValueError(f"{key}={value!r}: expected {expected}.")
 
 def get_transforms(name: str = 'standard', # one of TRANSFORMS
                    mean: tuple = CIFAR10_MEAN, std: tuple = CIFAR10_STD,

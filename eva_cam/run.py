@@ -6,6 +6,7 @@
 from __future__ import annotations
 import contextlib, copy, datetime, itertools, json, math, os, platform, shutil, subprocess, time
 from pathlib import Path
+from typing import Callable
 
 import filelock
 import matplotlib.pyplot as plt
@@ -110,7 +111,7 @@ def _check_config(cfg: dict):
     for key, (ok, expected) in _CHECKS.items():
         if not ok(cfg[key]): raise bad(key, expected)
     try: check_augment(cfg['tfms'], cfg['cutout'], cfg['translate'])  # chapter 00's ranges, in one place
-    except ValueError as e: raise ValueError(f"Bad recipe value: {e}") from None
+    except ValueError as e: raise ValueError(f"Bad recipe value {e}") from None
     kw, allowed = cfg['scheduler_kw'], SCHEDULERS[cfg['scheduler']]
     if not (isinstance(kw, dict) and set(kw) <= set(allowed) and all(_number(v) for v in kw.values())):
         raise bad('scheduler_kw', f"numeric settings of {cfg['scheduler']!r} among {list(allowed)}")
@@ -382,15 +383,18 @@ def estimate_run_seconds(cfg: dict, # a recipe (`get_recipe`): its model, epochs
                          device: str|torch.device|None = None, # where the run will train; None or 'auto': `get_device()`, as `train_run`
                          batches: int = 3, # training steps timed per image size, after one more to warm up
                          model: nn.Module|None = None, # the network timed; default a new `cfg['model']`
+                         epoch_seconds: Callable = estimate_epoch_seconds, # times one epoch, called as `estimate_epoch_seconds`
                         ) -> float:
     """Seconds the training steps of a whole run of `cfg` over `dl` take on this machine; testing not counted.
 
-    `estimate_epoch_seconds` at the loader's size for the epochs trained at 32 pixels, and at `cfg['resize_side']` for the
-    first `cfg['resize_epochs']` epochs when the recipe resizes them (a 16-pixel step takes 0.34 of a 32-pixel one on this
-    CPU, `bench/results/resize-speed-cpu.json`). Raises what `estimate_epoch_seconds` raises."""
+    The loader is wrapped in the `ProgressiveResize` that `train_run` builds, and each epoch counts the seconds of
+    `epoch_seconds` at the side that epoch trains at: one timing per side (a 16-pixel step takes 0.34 of a 32-pixel one on
+    this CPU, `bench/results/resize-speed-cpu.json`). Raises what `estimate_epoch_seconds` raises."""
     model, device = make_model(cfg['model']) if model is None else model, get_device(device)
-    small_epochs = cfg.get('resize_epochs', 0) if cfg.get('resize_side', 32) != 32 else 0
-    full = estimate_epoch_seconds(model, dl, device, cfg['precision'], batches)
-    if not small_epochs: return cfg['epochs'] * full
-    small = estimate_epoch_seconds(model, ProgressiveResize(dl, cfg['resize_side'], small_epochs), device, cfg['precision'], batches)
-    return small_epochs * small + (cfg['epochs'] - small_epochs) * full
+    run_dl, secs = ProgressiveResize(dl, cfg['resize_side'], cfg['resize_epochs'], device), {}
+    for epoch in range(cfg['epochs']):
+        side = run_dl.side_at(epoch)
+        if side not in secs:
+            run_dl.set_epoch(epoch)
+            secs[side] = epoch_seconds(model, run_dl, device, cfg['precision'], batches)
+    return sum(secs[run_dl.side_at(e)] for e in range(cfg['epochs']))
