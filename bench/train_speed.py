@@ -24,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from eva_cam.data import default_workers, find_local, get_dataloaders, load_cifar10
 from eva_cam.resnet import ResNet18
-from eva_cam.core import autocast
+from eva_cam.core import autocast, cpu_has_bf16
 from eva_cam.run import _device_name
 from eva_cam.train import train_epoch
 
@@ -104,6 +104,7 @@ def main():
     p.add_argument('--bs', type=int, default=64, help='training batch size')
     p.add_argument('--steps', type=int, default=10, help='timed batches per measurement (after 2 warm-up batches)')
     p.add_argument('--data', default=None, help="CIFAR-10 source for the pipeline (default: the full copy if found, else 'sample')")
+    p.add_argument('--matmul-n', type=int, default=4096, help='side of the square matmul that measures the peak (1024 where bf16 is emulated: 4096 takes minutes)')
     p.add_argument('--out', default=str(Path(__file__).parent/'results'/'train-speed-cpu.json'))
     a = p.parse_args()
     t_start = time.time(); load_before = os.getloadavg()
@@ -113,7 +114,7 @@ def main():
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, data {data}, {nw} loader worker(s)")
 
     res = {'flops_forward_per_image': flops_per_image(False), 'flops_train_per_image': flops_per_image(True)}
-    res['matmul_peak_flops'] = {'bf16': matmul_peak(torch.bfloat16), 'fp32': matmul_peak(torch.float32)}
+    res['matmul_peak_flops'] = {'bf16': matmul_peak(torch.bfloat16, a.matmul_n), 'fp32': matmul_peak(torch.float32, a.matmul_n)}
     print(f"matmul peak: bf16 {res['matmul_peak_flops']['bf16']/1e9:.0f} GFLOP/s, fp32 {res['matmul_peak_flops']['fp32']/1e9:.0f} GFLOP/s")
     res['loader_images_per_s'] = loader_speed(data, a.bs, a.steps, nw)
     print(f"DataLoader alone: {res['loader_images_per_s']:.0f} images/s")
@@ -133,7 +134,8 @@ def main():
     print("bf16/fp32: " + ", ".join(f"{k} x{v:.2f}" for k, v in res['bf16_over_fp32'].items()))
     epoch_s = 50_000 / res['bf16']['pipeline_train']
     print(f"one epoch of 50,000 images in bf16 through the pipeline: about {epoch_s/60:.0f} minutes")
-    res.update(batch_size=a.bs, steps=a.steps, loader_workers=nw, data_source=data.source, cpu=_device_name(CPU),
+    res.update(batch_size=a.bs, steps=a.steps, matmul_n=a.matmul_n, loader_workers=nw, data_source=data.source, cpu=_device_name(CPU),
+               cpu_capability=torch.backends.cpu.get_cpu_capability(), cpu_has_bf16=cpu_has_bf16(),
                cores=os.cpu_count(), threads=torch.get_num_threads(), torch_version=torch.__version__,
                python_version=platform.python_version(), estimated_epoch_seconds_bf16=epoch_s,
                loadavg_before=load_before, loadavg_after=os.getloadavg(), seconds=time.time() - t_start,

@@ -14,8 +14,8 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
 # %% auto #0
-__all__ = ['DEVICES', 'PRECISIONS', 'get_device', 'resolve_precision', 'autocast', 'grad_scaler', 'set_seed', 'rng_state',
-           'set_rng_state', 'unwrap', 'is_main', 'world_size', 'model_device', 'eval_mode', 'atomic_write']
+__all__ = ['DEVICES', 'PRECISIONS', 'get_device', 'cpu_has_bf16', 'resolve_precision', 'autocast', 'grad_scaler', 'set_seed',
+           'rng_state', 'set_rng_state', 'unwrap', 'is_main', 'world_size', 'model_device', 'eval_mode', 'atomic_write']
 
 # %% ../nbs/00_core.ipynb #be5ad437
 DEVICES = ('cuda', 'mps', 'cpu')
@@ -37,12 +37,20 @@ def get_device(device: str|torch.device|None = None, # None or 'auto' picks cuda
 # %% ../nbs/00_core.ipynb #6893cdd8
 PRECISIONS = ('auto', 'bf16', 'fp16', 'fp32')
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (x86 AVX512-BF16 or AMX), as PyTorch reports it.
+
+    Where it does not (AVX2-only x86 such as AMD Zen 3, older Xeons, ARM), bf16 autocast on the CPU is emulated and slower
+    than fp32. False where this PyTorch cannot tell."""
+    cpu = torch.cpu
+    return any(getattr(cpu, check, lambda: False)() for check in ('_is_avx512_bf16_supported', '_is_amx_tile_supported'))
+
 def resolve_precision(precision: str, device: torch.device) -> str:
     "The concrete precision (`'bf16'`, `'fp16'` or `'fp32'`) that `precision` means on `device`."
     if precision not in PRECISIONS: raise ValueError(f"Unknown precision {precision!r}: expected one of {PRECISIONS}.")
     if precision != 'auto': return precision
     if device.type == 'cuda': return 'bf16' if torch.cuda.get_device_capability(device)[0] >= 8 else 'fp16'
-    return 'bf16' if device.type == 'cpu' else 'fp32'
+    return 'bf16' if device.type == 'cpu' and cpu_has_bf16() else 'fp32'
 
 def autocast(device: torch.device, precision: str = 'auto'):
     "A `torch.autocast` context for `precision` on `device` (a no-op for fp32)."
