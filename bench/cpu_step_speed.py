@@ -2,7 +2,7 @@
 
 Before this script `fit` put the model and batches in the channels_last layout on CUDA only (it now does on CPUs too,
 from this script's figures), and it compiles only when a recipe says `compile=True`. This script times training steps (forward,
-backward, SGD step, bf16 autocast as `fast` trains on a CPU; batch 128, one synthetic batch) in three ways, in one
+backward, SGD step, in the precision `fast` trains in on this CPU (bf16 autocast where it has bf16 hardware, else fp32); batch 128, one synthetic batch) in three ways, in one
 run, interleaved over rounds so that a change of load hits all alike:
 
   - eager: contiguous NCHW, as `fit` ran on a CPU before;
@@ -22,16 +22,17 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from eva_cam.core import autocast
+from eva_cam.core import autocast, resolve_precision
 from eva_cam.resnet import ResNet18
 
 CPU = torch.device('cpu')
+PRECISION = resolve_precision('auto', CPU)  # as `fit` trains here: bf16 where the CPU has bf16 hardware, else fp32
 
 
 def make_step(model, opt, crit, xb, yb):
     "One training step of `model` on the batch; returns the loss."
     def step():
-        with autocast(CPU, 'bf16'): loss = crit(model(xb), yb)
+        with autocast(CPU, PRECISION): loss = crit(model(xb), yb)
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
         return loss.item()
     return step
@@ -68,7 +69,7 @@ def main():
             secs[name].append((time.perf_counter() - t) / a.steps)
         print(f"round {r + 1}/{a.rounds}: " + ', '.join(f"{k} {a.bs / v[-1]:.1f} img/s" for k, v in secs.items()))
     rate = {k: a.bs / statistics.median(v) for k, v in secs.items()}
-    res = {'what': 'ResNet18 training steps (bf16 autocast, SGD, batch of 32x32 images) per variant; median over rounds',
+    res = {'what': f'ResNet18 training steps ({PRECISION}, as precision="auto" trains here; SGD, batch of 32x32 images) per variant; median over rounds', 'precision': PRECISION,
            'variants': {k: {'images_per_s': rate[k], 'speed_ratio_to_eager': rate[k] / rate['eager'],
                             'first_loss_difference_to_eager': abs(first_loss[k] - first_loss['eager']),
                             'images_per_s_each_round': [a.bs / t for t in secs[k]]} for k in steps},

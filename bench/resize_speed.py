@@ -3,7 +3,7 @@
 ResNet18's FLOPs fall with the square of the image side (its stages are convolutions, its head an adaptive average
 pool), so a training step at side 24 does 56% of the work of one at 32, and at 16 a quarter. Whether the time falls
 as much depends on how well the CPU kernels do on the smaller feature maps. This script times training steps
-(forward, backward, SGD step, bf16 autocast, as `fit` trains on a CPU) on one synthetic batch at each side, in both
+(forward, backward, SGD step, in the precision `fit` trains in on this CPU (bf16 autocast where it has bf16 hardware, else fp32)) on one synthetic batch at each side, in both
 memory layouts (channels_last, which `fit` uses on CPUs since bench/cpu_step_speed.py, and contiguous NCHW), all
 interleaved over several rounds so that a change of load hits them alike, and reports the median images/s of each and
 its ratio to side 32 in channels_last, with the FLOPs per image from torch.utils.flop_counter.
@@ -20,10 +20,11 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from eva_cam.core import autocast
+from eva_cam.core import autocast, resolve_precision
 from eva_cam.resnet import ResNet18
 
 CPU = torch.device('cpu')
+PRECISION = resolve_precision('auto', CPU)  # as `fit` trains here: bf16 where the CPU has bf16 hardware, else fp32
 
 
 def train_flops(side: int) -> float:
@@ -36,7 +37,7 @@ def train_flops(side: int) -> float:
 def step_seconds(model, opt, crit, xb, yb, steps: int) -> float:
     "Seconds per training step, the mean of `steps` steps after one untimed step."
     def step():
-        with autocast(CPU, 'bf16'): loss = crit(model(xb), yb)
+        with autocast(CPU, PRECISION): loss = crit(model(xb), yb)
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
     step()
     t = time.perf_counter()
@@ -68,7 +69,7 @@ def main():
     rate = {key: a.bs / statistics.median(v) for key, v in secs.items()}
     ref = rate[32, 'channels_last']
     flops = {s: train_flops(s) for s in a.sides}
-    res = {'what': 'ResNet18 training steps (bf16 autocast, SGD) on one synthetic batch per image side and memory layout; median over rounds',
+    res = {'what': f'ResNet18 training steps ({PRECISION}, as precision="auto" trains here; SGD) on one synthetic batch per image side and memory layout; median over rounds', 'precision': PRECISION,
            'sides': {f"{s}/{k}": {'images_per_s': rate[s, k], 'time_ratio_to_32_channels_last': ref / rate[s, k],
                                   'flops_per_image': flops[s], 'flop_ratio_to_32': flops[s] / flops[32],
                                   'images_per_s_each_round': [a.bs / t for t in secs[s, k]]} for s, k in batches},

@@ -51,6 +51,7 @@ def record(run: Path, spec: dict) -> dict:
                best_epoch=m['best_epoch'], train_acc_per_epoch=h['train_acc'], lr_per_epoch=h['lr'],
                reported_acc=m.get('reported_acc'), recipe_as_run=m['config'], device=m['device'],
                device_name=m['device_name'], precision=m['precision'], processes=m.get('processes', 1),
+               cpu_capability=m.get('cpu_capability'), cpu_has_bf16=m.get('cpu_has_bf16'),  # None in records from before they were kept
                augmentation=m.get('augmentation', 'Albumentations'),
                torch_version=m['torch_version'], python_version=m['python_version'], data_source=m['data_source'],
                train_images=m['train_images'], test_images=m['test_images'], total_minutes=m['total_seconds'] / 60,

@@ -108,9 +108,9 @@ class ProgressiveResize:
                  epochs: int, # how many epochs, from the first, train at `side`; later ones at the loader's own size
                  device: str|torch.device|None = None): # where the small epochs resize: None where the batches are; the training device copies them there first
         if not (isinstance(side, int) and not isinstance(side, bool) and 8 <= side <= 32):
-            raise ValueError(f"side must be an integer from 8 to 32 pixels, got {side!r}.")
+            raise ValueError(f"side={side!r}: expected an integer from 8 to 32 pixels.")
         if not (isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 0):
-            raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}.")
+            raise ValueError(f"epochs={epochs!r}: expected an integer >= 0.")
         self.dl, self.side, self.epochs, self.resize_device, self.epoch = dl, side, epochs, device, 0
     def __getattr__(self, name):  # dataset, sampler, generator, num_workers, batch_size: the wrapped loader's
         if name.startswith('__') or 'dl' not in self.__dict__: raise AttributeError(name)  # copy and pickle ask before __init__

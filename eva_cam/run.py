@@ -16,7 +16,7 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
-from .core import PRECISIONS, _distributed, atomic_write, get_device, is_main, resolve_precision, set_seed, unwrap, world_size
+from .core import PRECISIONS, _distributed, atomic_write, cpu_has_bf16, get_device, is_main, resolve_precision, set_seed, unwrap, world_size
 from .augment import DeviceLoader, ProgressiveResize
 from .data import Cifar10, check_augment, check_limit, get_dataloaders, load_cifar10
 from .lrfinder import lr_find_to_dir
@@ -45,11 +45,11 @@ _BASE = dict(
     scheduler='none',         # a name of SCHEDULERS (chapter 02)
     scheduler_kw={},          # that schedule's settings, over SCHEDULERS' defaults
     label_smoothing=0.0,      # the cross-entropy's label smoothing, in [0, 1)
-    precision='auto',         # one of PRECISIONS (chapter 00_core): bf16 on CPUs and recent GPUs, fp16 on older ones
+    precision='auto',         # one of PRECISIONS (chapter 00_core): bf16 on recent GPUs and on CPUs with bf16 hardware, fp16 on older GPUs, else fp32
     zero_init_residual=False, # start each block's last BatchNorm weight at 0 (Goyal et al., 2017)
     seed=0,                   # seeds the weights, the data order and the augmentation
     lr_find_iter=100,         # steps of the range test when lr='find' (torch-lr-finder's default)
-    compile=False,            # torch.compile the model (speed not measured here)
+    compile=False,            # torch.compile the model (training steps 1.09x eager on this CPU, no faster than channels_last: bench/results/cpu-step-speed.json)
     cutout=16,                # side of the cutout hole in pixels, 0 for none (the S10 write-up's 16)
     translate=4,              # for tfms='standard': the most pixels a training image moves each way (usual 4; airbench's short runs: 2)
     resize_side=32,           # the side in pixels of the first resize_epochs epochs' images (progressive resizing, chapter 00a)
@@ -344,6 +344,7 @@ def _write_metrics(out: Path, h: History, cfg: dict, device: torch.device, tta_a
          'final_tta_acc': tta_acc, 'final_train_acc': h.train_acc[-1], 'epochs': len(h),
          'total_seconds': sum(h.seconds), 'epoch_seconds': h.seconds,
          'device': str(device), 'device_name': _device_name(device), 'precision': resolve_precision(cfg['precision'], device),
+         'cpu_capability': torch.backends.cpu.get_cpu_capability(), 'cpu_has_bf16': cpu_has_bf16(),  # a CPU's speed depends on them (chapter 00_core)
          'torch_version': torch.__version__, 'python_version': platform.python_version(),
          'recipe': cfg['recipe'], 'reported_acc': REPORTED_ACCURACY.get(cfg['recipe']), 'config': cfg,
          'data_source': data.source, 'train_images': n_train, 'test_images': n_test, 'processes': processes, 'augmentation': augmentation,
@@ -387,9 +388,10 @@ def estimate_run_seconds(cfg: dict, # a recipe (`get_recipe`): its model, epochs
                         ) -> float:
     """Seconds the training steps of a whole run of `cfg` over `dl` take on this machine; testing not counted.
 
-    The loader is wrapped in the `ProgressiveResize` that `train_run` builds, and each epoch counts the seconds of
-    `epoch_seconds` at the side that epoch trains at: one timing per side (a 16-pixel step takes 0.34 of a 32-pixel one on
-    this CPU, `bench/results/resize-speed-cpu.json`). Raises what `estimate_epoch_seconds` raises."""
+    The loader is wrapped in a `ProgressiveResize` as `train_run` wraps it (with `resize_epochs` 0 it resizes nothing),
+    and each epoch counts the seconds of `epoch_seconds` at the side that epoch trains at: one timing per side (a 16-pixel
+    step takes 0.34 of a 32-pixel one on this CPU, `bench/results/resize-speed-cpu.json`). Raises what `epoch_seconds`
+    raises (`estimate_epoch_seconds`: ValueError for too few batches)."""
     model, device = make_model(cfg['model']) if model is None else model, get_device(device)
     run_dl, secs = ProgressiveResize(dl, cfg['resize_side'], cfg['resize_epochs'], device), {}
     for epoch in range(cfg['epochs']):

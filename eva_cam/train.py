@@ -43,7 +43,7 @@ def _sync_buffers(model: nn.Module):
         for b in model.buffers(): dist.broadcast(b, 0)
 
 # %% ../nbs/02_train.ipynb #3894faef
-_CHANNELS_LAST = ('cuda', 'cpu')  # layout of models and batches there (CPU: bf16 training steps 1.10x on this x86 machine; bench/cpu_step_speed.py)
+_CHANNELS_LAST = ('cuda', 'cpu')  # layout of models and batches there (CPU training steps: 1.10x in bf16, 1.13x in fp32 on two x86 machines; bench/cpu_step_speed.py)
 
 def _place(model: nn.Module, device: torch.device) -> nn.Module:
     "Move `model` to `device`; on CUDA and CPUs also to the channels_last memory format."
