@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #f333b1f6
 from __future__ import annotations
-import contextlib, os, random, tempfile
+import contextlib, os, random, tempfile, warnings
 from pathlib import Path
 
 import numpy as np
@@ -46,9 +46,13 @@ def cpu_has_bf16() -> bool:
     return any(getattr(cpu, check, lambda: False)() for check in ('_is_avx512_bf16_supported', '_is_amx_tile_supported'))
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    "The concrete precision (`'bf16'`, `'fp16'` or `'fp32'`) that `precision` means on `device`."
+    "The concrete precision (`'bf16'`, `'fp16'` or `'fp32'`) that `precision` means on `device`; warns when bf16 is asked of a CPU without bf16 hardware."
     if precision not in PRECISIONS: raise ValueError(f"Unknown precision {precision!r}: expected one of {PRECISIONS}.")
-    if precision != 'auto': return precision
+    if precision != 'auto':
+        if precision == 'bf16' and device.type == 'cpu' and not cpu_has_bf16():
+            warnings.warn("precision='bf16' on a CPU without bf16 hardware is emulated: training steps ran at 0.04 of fp32's rate "
+                          "on one such CPU (bench/README.md). precision='auto' trains in fp32 here.", stacklevel=2)
+        return precision
     if device.type == 'cuda': return 'bf16' if torch.cuda.get_device_capability(device)[0] >= 8 else 'fp16'
     return 'bf16' if device.type == 'cpu' and cpu_has_bf16() else 'fp32'
 
