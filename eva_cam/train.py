@@ -343,12 +343,13 @@ def load_checkpoint(path: str|Path, model: nn.Module|None = None, optimizer=None
 # %% ../nbs/02_train.ipynb #72dc7517
 def checkpoint_model(path: str|Path, # a run's checkpoint.pt or best.pt
                     ) -> tuple[nn.Module, dict]:
-    "The trained model (its weight average if the run kept one; eval mode, CPU) and the recipe config stored in a checkpoint."
+    "The trained model (its weight average if the run kept one and it has begun; eval mode, CPU) and the recipe config stored in a checkpoint."
     ckpt = _read_checkpoint(path)
     cfg = ckpt['config']
     if cfg.get('model') not in MODELS: raise ValueError(f"The checkpoint {path} names no model eva_cam can build (model={cfg.get('model')!r}).")
     model = make_model(cfg['model'])
-    state = ckpt['model'] if ckpt.get('ema') is None else {k.removeprefix('module.'): v for k, v in ckpt['ema'].items() if k != 'n_averaged'}
+    avg = ckpt.get('ema')  # None without an average; n_averaged 0 before its first epoch (fit's ema_from)
+    state = ckpt['model'] if avg is None or not int(avg['n_averaged']) else {k.removeprefix('module.'): v for k, v in avg.items() if k != 'n_averaged'}
     _check_model_matches(model, state, path)
     model.load_state_dict(state)
     return model.eval(), cfg
@@ -379,22 +380,22 @@ def fit(model: nn.Module, train_dl, test_dl,
         verbose: bool = True, # print one line per epoch
         use_compile: bool = False, # run the steps through `torch.compile(model)` (checkpoints still hold `model`'s own weights)
         ema: AveragedModel|None = None, # a weight average of `model` (`ema_model`): updated each step, tested and saved as the run's result
+        ema_from: int = 0, # the first epoch (counting from 0) whose steps update `ema`: `epochs - k` averages the last k epochs only
        ) -> History:
     "Train for `epochs`, evaluating and checkpointing after each; returns the History. In a distributed run (chapter 07) each process calls it with the plain model."
-    _check_fit(epochs, resume, out)
+    _check_fit(epochs, resume, out, ema_from)
     device, out = _device_for(model, device), Path(out) if out is not None else None
-    precision = resolve_precision(precision, device)
+    precision = resolve_precision(precision, device); scaler = grad_scaler(device, precision)
     writes = out is not None and is_main()  # in a distributed run only rank 0 writes files
-    scaler = grad_scaler(device, precision)
     history, start = _start(out, resume, writes, model, optimizer, scheduler, scaler, ema, device)
     best, step_model = max(history.test_acc, default=-1.0), _step_model(model, use_compile)
     for epoch in range(start, epochs):
         reseed(train_dl, seed, epoch)
-        t0, lr = time.perf_counter(), optimizer.param_groups[0]['lr']
+        t0, lr, avg = time.perf_counter(), optimizer.param_groups[0]['lr'], ema if epoch >= ema_from else None  # before ema_from: no average
         try:
             train_loss, train_acc = train_epoch(step_model, train_dl, optimizer, criterion, device, precision, scaler, scheduler,
-                                                epoch_desc=f'epoch {epoch+1}/{epochs}', ema=ema)
-            test_loss, test_acc, raw_acc = _test_epoch(model, step_model, train_dl, test_dl, ema, device, precision)
+                                                epoch_desc=f'epoch {epoch+1}/{epochs}', ema=avg)
+            test_loss, test_acc, raw_acc = _test_epoch(model, step_model, train_dl, test_dl, avg, device, precision)
             _check_finite(test_loss, f"on the test set after epoch {epoch+1}")
         except FloatingPointError as e:
             kept = f" The last good checkpoint, {out/'checkpoint.pt'} (epoch {epoch}), is kept." if out is not None and epoch > 0 else ""
@@ -407,8 +408,10 @@ def fit(model: nn.Module, train_dl, test_dl,
         best = max(best, test_acc)
     return history
 
-def _check_fit(epochs, resume: bool, out):
+def _check_fit(epochs, resume: bool, out, ema_from=0):
     if not (isinstance(epochs, int) and epochs > 0): raise ValueError(f"epochs must be a positive integer, got {epochs!r}.")
+    if not (isinstance(ema_from, int) and not isinstance(ema_from, bool) and 0 <= ema_from < epochs):
+        raise ValueError(f"ema_from={ema_from!r}: expected an integer from 0 to epochs-1={epochs-1} (the first epoch whose steps update the average).")
     if resume and out is None: raise ValueError("resume=True needs the run folder `out` that holds checkpoint.pt.")
 
 def _step_model(model: nn.Module, use_compile: bool) -> nn.Module:
