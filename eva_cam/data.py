@@ -260,6 +260,7 @@ def get_transforms(name: str = 'standard', # one of TRANSFORMS
                    translate: int = 4, # for 'standard': reflect-pad by this many pixels and crop back, a shift of up to that each way
                   ) -> tuple[A.Compose, A.Compose]:
     "The train and test Albumentations pipelines of the recipe `name`."
+    if name not in TRANSFORMS: raise ValueError(f"name={name!r}: expected one of {TRANSFORMS}.")  # this function's own argument, not the recipe key
     check_augment(name, cutout, translate)
     norm = [A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()]
     hole = [_cutout(cutout, mean)] if cutout else []
