@@ -25,15 +25,17 @@ import torch
 from eva_cam.data import load_cifar10, reseed
 from eva_cam.run import recipe_dataloaders
 from eva_cam.resnet import make_model
-from eva_cam.train import ema_model, evaluate, load_checkpoint, recompute_bn
+from eva_cam.train import ema_model, evaluate, load_checkpoint, recompute_bn, swa_model
 
 
 def check(path: Path, data, bn_batches: int) -> dict:
     "Test accuracy of one checkpoint's averaged model, before and after recomputing its BatchNorm statistics."
     ck = load_checkpoint(path)
     cfg, h, epoch = ck['config'], ck['history'], ck['epoch']
-    if not cfg.get('ema'): raise ValueError(f"{path} comes from a run without a weight average (ema={cfg.get('ema')!r}).")
-    avg = ema_model(make_model(cfg['model']), cfg['ema'])
+    if not (cfg.get('ema') or cfg.get('swa_epochs')): raise ValueError(f"{path} comes from a run without a weight average (ema={cfg.get('ema')!r}).")
+    if not int(ck['ema']['n_averaged']):  # a run whose average starts late (swa_epochs), saved before it started
+        raise ValueError(f"{path} was saved before its run's weight average started (swa_epochs={cfg.get('swa_epochs')}): nothing averaged yet.")
+    avg = ema_model(make_model(cfg['model']), cfg['ema']) if cfg.get('ema') else swa_model(make_model(cfg['model']))
     load_checkpoint(path, ema=avg)
     train_dl, test_dl = recipe_dataloaders(cfg, data, num_workers=1)
     reseed(train_dl, cfg['seed'], epoch)

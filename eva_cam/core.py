@@ -51,7 +51,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision != 'auto':
         if precision == 'bf16' and device.type == 'cpu' and not cpu_has_bf16():
             warnings.warn("precision='bf16' on a CPU without bf16 hardware is emulated: training steps ran at 0.04 of fp32's rate "
-                          "on one such CPU (bench/README.md). precision='auto' trains in fp32 here.", stacklevel=2)
+                          "on one such CPU (bench/README.md). precision='auto' trains in fp32 here.")  # at this line: Python shows it once per process
         return precision
     if device.type == 'cuda': return 'bf16' if torch.cuda.get_device_capability(device)[0] >= 8 else 'fp16'
     return 'bf16' if device.type == 'cpu' and cpu_has_bf16() else 'fp32'

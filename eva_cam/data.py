@@ -327,7 +327,7 @@ def get_dataloaders(data: Cifar10, # the images, from `load_cifar10`
                    ) -> tuple[DataLoader, DataLoader]:
     "Training (shuffled, augmented) and test DataLoaders for `data` (this process's share of them in a distributed run)."
     if batch_size < 1: raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
-    check_limit(limit)
+    check_limit(limit); check_augment(tfms, cutout, translate)  # named as this function's arguments
     if not 0 <= rank < world_size: raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}.")
     if batch_size % world_size: raise ValueError(f"batch_size {batch_size} must be a multiple of the {world_size} processes (each takes an equal share).")
     train_tfm, test_tfm = get_transforms(tfms, cutout=cutout, translate=translate)

@@ -21,7 +21,7 @@ from .augment import DeviceLoader, ProgressiveResize
 from .data import Cifar10, check_augment, check_limit, get_dataloaders, load_cifar10
 from .lrfinder import lr_find_to_dir
 from .resnet import MODELS, make_model
-from .train import (OPTIMIZERS, SCHEDULERS, History, _read_checkpoint, _sum_over_ranks, ema_model, evaluate, fit, train_epoch,
+from .train import (OPTIMIZERS, SCHEDULERS, History, _read_checkpoint, _sum_over_ranks, ema_model, evaluate, fit, lookahead_state, swa_model, train_epoch,
                            make_optimizer, make_scheduler, plot_history)
 
 # %% auto #0
@@ -55,7 +55,8 @@ _BASE = dict(
     resize_side=32,           # the side in pixels of the first resize_epochs epochs' images (progressive resizing, chapter 00a)
     resize_epochs=0,          # how many epochs, from the first, train on images resized to resize_side (0: none)
     ema=0.0,                  # decay per step of a weight average, 0 for none (no gain for fast: bench/README.md)
-    ema_epochs=0,             # how many of the last epochs the average covers, 0 for all (the average's start, fit's ema_from)
+    swa_epochs=0,             # an equal-weight average of the last k epochs' weights (SWA, chapter 02), 0 for none; not with ema
+    lookahead=0.0,            # Lookahead's largest decay of the slow weights (airbench: 0.95**5 = 0.774), 0 for none (chapter 02)
     lr_find_rule='valley',    # which suggestion of the range test lr='find' trains with (LR_FIND_RULES)
 )
 RECIPES = {
@@ -104,7 +105,8 @@ _CHECKS = {  # key: (test of its value, what is expected)
     'resize_side': (lambda v: _integer(v) and 8 <= v <= 32, 'an integer from 8 to 32 pixels'),
     'resize_epochs': (lambda v: _integer(v) and v >= 0, 'an integer >= 0'),
     'ema': (lambda v: _number(v) and 0 <= v < 1, 'a number in [0, 1): the decay per step of the weight average (0: no average)'),
-    'ema_epochs': (lambda v: _integer(v) and v >= 0, 'an integer >= 0: how many of the last epochs the weight average covers (0: all)'),
+    'lookahead': (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1): Lookahead's largest decay of the slow weights (0: none)"),
+    'swa_epochs': (lambda v: _integer(v) and v >= 0, 'an integer >= 0: how many of the last epochs the equal-weight average covers (0: none)'),
 }
 
 def _check_config(cfg: dict):
@@ -120,8 +122,8 @@ def _check_config(cfg: dict):
     if cfg['nesterov'] and cfg['optimizer'] == 'sgd' and cfg['momentum'] == 0: raise bad('nesterov', 'False when momentum is 0')
     if 0 < cfg['epochs'] <= cfg['resize_epochs']:  # the last epoch must see the test images' size, or BatchNorm's statistics do not fit them
         raise bad('resize_epochs', f"fewer than epochs={cfg['epochs']}: the last epochs train at the test images' size")
-    if cfg['ema_epochs'] and not cfg['ema']: raise bad('ema_epochs', '0 when ema=0 (there is no weight average to start later)')
-    if cfg['ema_epochs'] > cfg['epochs']: raise bad('ema_epochs', f"at most epochs={cfg['epochs']}")
+    if cfg['swa_epochs'] and cfg['ema']: raise bad('swa_epochs', f"0 when ema={cfg['ema']} (a run keeps one weight average)")
+    if cfg['swa_epochs'] > cfg['epochs']: raise bad('swa_epochs', f"at most epochs={cfg['epochs']}")
 
 def get_recipe(name: str = 'fast', # one of RECIPES
                **overrides, # recipe keys to change, e.g. epochs=5
@@ -327,10 +329,11 @@ def _train_run(cfg: dict, data: Cifar10, out: Path, device: torch.device, resume
             train_dl = ProgressiveResize(train_dl, cfg['resize_side'], cfg['resize_epochs'], device)
         if sync_bn and world > 1: model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # keeps the same parameters
         sched = make_scheduler(opt, cfg['scheduler'], cfg['epochs'], len(train_dl), **cfg['scheduler_kw'])
-        ema = ema_model(model, cfg['ema']) if cfg['ema'] else None
+        ema = ema_model(model, cfg['ema']) if cfg['ema'] else swa_model(model) if cfg['swa_epochs'] else None
+        la = lookahead_state(model, cfg['epochs'] * len(train_dl), cfg['lookahead']) if cfg['lookahead'] else None
         hist = fit(model, train_dl, test_dl, cfg['epochs'], opt, sched, criterion, device, cfg['precision'], out,
                    cfg['seed'], resume, cfg, use_compile=cfg['compile'], ema=ema,
-                   ema_from=cfg['epochs'] - cfg['ema_epochs'] if cfg['ema_epochs'] else 0)
+                   ema_from=cfg['epochs'] - cfg['swa_epochs'] if cfg['swa_epochs'] else 0, lookahead=la)
         tta_loss, tta_acc = evaluate(model if ema is None else ema.module, test_dl, None, device, cfg['precision'], tta=True)
         if not is_main(): return hist
         n_test = len(data.x_test[:cfg['limit']])

@@ -25,9 +25,9 @@ from .core import (_distributed, atomic_write, autocast, get_device, grad_scaler
 from .resnet import MODELS, make_model
 
 # %% auto #0
-__all__ = ['TTA', 'OPTIMIZERS', 'SCHEDULERS', 'train_step', 'train_epoch', 'predict', 'evaluate', 'History', 'plot_history',
-           'make_optimizer', 'make_scheduler', 'ema_model', 'recompute_bn', 'save_checkpoint', 'load_checkpoint',
-           'checkpoint_model', 'fit']
+__all__ = ['TTA', 'OPTIMIZERS', 'SCHEDULERS', 'LOOKAHEAD_K', 'train_step', 'train_epoch', 'predict', 'evaluate', 'History',
+           'plot_history', 'make_optimizer', 'make_scheduler', 'ema_model', 'swa_model', 'recompute_bn',
+           'lookahead_state', 'lookahead_step', 'save_checkpoint', 'load_checkpoint', 'checkpoint_model', 'fit']
 
 # %% ../nbs/02_train.ipynb #984cd89c
 def _sum_over_ranks(values: list[float], device: torch.device) -> list[float]:
@@ -96,6 +96,7 @@ def train_epoch(model: nn.Module, dl, optimizer: torch.optim.Optimizer,
                 epoch_desc: str = 'train', # label of the progress bar
                 log_every: int = 10, # batches between progress-bar updates (each one waits for the device)
                 ema: AveragedModel|None = None, # a weight average (see `ema_model`), updated after each step
+                lookahead: dict|None = None, # Lookahead's state (see `lookahead_state`), stepped after each step
                ) -> tuple[float, float]:
     "Train `model` for one pass over `dl`; returns the mean training loss and accuracy."
     device = _device_for(model, device); precision = resolve_precision(precision, device)
@@ -111,6 +112,7 @@ def train_epoch(model: nn.Module, dl, optimizer: torch.optim.Optimizer,
             xb, yb = _to_device(xb, yb, device)
             loss, (out,) = train_step(model, [(xb, yb)], optimizer, criterion, scaler, device, precision)
             if per_batch: scheduler.step()
+            if lookahead is not None: lookahead_step(model, lookahead)
             if ema is not None: ema.update_parameters(unwrap(model))
             total += loss * len(yb); correct += (out.argmax(1) == yb).sum(); n += len(yb)
             if i % log_every == 0 or i == len(dl) - 1:
@@ -203,7 +205,7 @@ def plot_history(history: History, title: str|None = None):
                             ('Training loss', 'Test loss', 'Training accuracy', 'Test accuracy')):
         ys = [100 * y for y in ys] if 'accuracy' in name else ys
         both = name == 'Test accuracy' and history.raw_test_acc != history.test_acc  # a run that kept a weight average
-        ax.plot(ep, ys, marker='o', ms=3, label='weight average (EMA)' if both else None)
+        ax.plot(ep, ys, marker='o', ms=3, label='weight average (once started)' if both else None)
         if both:
             ax.plot(ep, [100 * y for y in history.raw_test_acc], ls='--', label='trained weights'); ax.legend()
         ax.set_title(name); ax.set_xlabel('epoch'); ax.grid(alpha=.3)
@@ -265,6 +267,10 @@ def ema_model(model: nn.Module,
         raise ValueError(f"decay must be a number between 0 and 1 (e.g. 0.999), got {decay!r}.")
     return AveragedModel(unwrap(model), multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=False)
 
+def swa_model(model: nn.Module) -> AveragedModel:
+    "An equal-weight average of `model`'s weights over every `.update_parameters(model)` call: stochastic weight averaging (Izmailov et al., 2018, arXiv:1803.05407; PyTorch's `AveragedModel` default). `recompute_bn` before testing it."
+    return AveragedModel(unwrap(model), use_buffers=False)
+
 # %% ../nbs/02_train.ipynb #4ca66ef7
 def recompute_bn(model: nn.Module, dl,
                  batches: int = 50, # how many batches of `dl` to measure
@@ -279,11 +285,43 @@ def recompute_bn(model: nn.Module, dl,
     with autocast(device, precision): update_bn(inputs, _place(model, device))
     return model
 
+# %% ../nbs/02_train.ipynb #04e6c0d2
+LOOKAHEAD_K = 5  # training steps between two syncs (airbench's and the paper's usual k)
+
+def lookahead_state(model: nn.Module,
+                    total_steps: int, # the run's training steps: epochs * batches per epoch
+                    decay: float = 0.95**5, # the slow weights' share of themselves at the last sync (airbench: 0.95**5)
+                    k: int = LOOKAHEAD_K, # steps between syncs
+                   ) -> dict:
+    "Lookahead's slow weights, a copy of `model`'s floating-point state (BatchNorm statistics included), and its schedule; step it with `lookahead_step`."
+    if not (isinstance(total_steps, int) and not isinstance(total_steps, bool) and total_steps > 0):
+        raise ValueError(f"total_steps={total_steps!r}: expected a positive integer (epochs * batches per epoch).")
+    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1:
+        raise ValueError(f"decay={decay!r}: expected a number between 0 and 1 (airbench: 0.95**5 = 0.774).")
+    if not (isinstance(k, int) and not isinstance(k, bool) and k > 0): raise ValueError(f"k={k!r}: expected a positive integer.")
+    slow = [t.detach().clone() for t in unwrap(model).state_dict().values() if t.is_floating_point()]
+    return {'slow': slow, 'step': 0, 'total': total_steps, 'decay': float(decay), 'k': k}
+
+def lookahead_step(model: nn.Module, # the model being trained (wrapped or compiled is fine: its state is the same tensors)
+                   state: dict, # from `lookahead_state`, updated in place
+                  ):
+    "Count one training step. Every `k`-th, the slow weights move `1 - d` of the way to the model's, `d = decay * (step / total)**3`, and the model takes them; at the last step the model takes the slow weights."
+    state['step'] += 1
+    step, total = state['step'], state['total']
+    syncs = ([state['decay'] * (step / total) ** 3] if step % state['k'] == 0 else []) + ([1.0] if step == total else [])
+    if not syncs: return
+    model = getattr(unwrap(model), '_orig_mod', unwrap(model))  # the module inside torch.compile's wrapper
+    weights = [t for t in model.state_dict().values() if t.is_floating_point()]
+    with torch.no_grad():
+        for d in syncs:
+            for s, w in zip(state['slow'], weights): s.lerp_(w, 1 - d); w.copy_(s)
+
 # %% ../nbs/02_train.ipynb #cfa83734
 def save_checkpoint(path: str|Path, model: nn.Module, optimizer=None, scheduler=None, scaler=None,
                     epoch: int = 0, # number of finished epochs
                     history: History|dict|None = None, config: dict|None = None,
                     ema: AveragedModel|None = None, # the run's weight average, if it keeps one
+                    lookahead: dict|None = None, # the run's Lookahead state (`lookahead_state`), if it uses one
                    ):
     "Save everything needed to resume training, atomically, loadable with `weights_only=True`."
     history = asdict(history) if isinstance(history, History) else (history or {})
@@ -292,7 +330,7 @@ def save_checkpoint(path: str|Path, model: nn.Module, optimizer=None, scheduler=
             'scheduler': scheduler.state_dict() if scheduler is not None else None,
             'scheduler_type': type(scheduler).__name__ if scheduler is not None else None,
             'scaler': scaler.state_dict() if scaler is not None else None,
-            'ema': ema.state_dict() if ema is not None else None,
+            'ema': ema.state_dict() if ema is not None else None, 'lookahead': lookahead,
             'epoch': int(epoch), 'history': history, 'config': dict(config or {}), 'rng': rng_state()}
     atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
 
@@ -318,7 +356,8 @@ def _check_model_matches(model: nn.Module, state: dict, path):
 
 def load_checkpoint(path: str|Path, model: nn.Module|None = None, optimizer=None, scheduler=None, scaler=None,
                     restore_rng: bool = False, # also restore the random-number generators (for resuming)
-                    ema: AveragedModel|None = None, # loaded with the checkpoint's weight average
+                    ema: AveragedModel|None = None, # loaded with the checkpoint's weight average (the first weights copied, `n_averaged` 0, before it started)
+                    lookahead: dict|None = None, # a Lookahead state (`lookahead_state`), replaced in place by the checkpoint's
                    ) -> dict:
     "Read a checkpoint and load its states into the objects given; returns the checkpoint dict."
     ckpt = _read_checkpoint(path)
@@ -330,6 +369,7 @@ def load_checkpoint(path: str|Path, model: nn.Module|None = None, optimizer=None
         if sizes != [len(g['params']) for g in optimizer.param_groups]:
             raise ValueError(f"The checkpoint {path} was saved with another optimizer layout (parameter groups {sizes}).")
     if ema is not None and ckpt.get('ema') is None: raise ValueError(f"The checkpoint {path} holds no weight average (its run had ema=0).")
+    if lookahead is not None and ckpt.get('lookahead') is None: raise ValueError(f"The checkpoint {path} holds no Lookahead state (its run had lookahead=0).")
     if scheduler is not None and ckpt['scheduler_type'] != type(scheduler).__name__:
         raise ValueError(f"The checkpoint {path} holds a {ckpt['scheduler_type']} scheduler, not a {type(scheduler).__name__}.")
     if model is not None: model.load_state_dict(ckpt['model'])
@@ -337,6 +377,7 @@ def load_checkpoint(path: str|Path, model: nn.Module|None = None, optimizer=None
     if scheduler is not None: scheduler.load_state_dict(ckpt['scheduler'])
     if scaler is not None and ckpt.get('scaler') is not None: scaler.load_state_dict(ckpt['scaler'])
     if ema is not None: ema.load_state_dict(ckpt['ema'])
+    if lookahead is not None: lookahead.clear(); lookahead.update(ckpt['lookahead'])
     if restore_rng: set_rng_state(ckpt['rng'])
     return ckpt
 
@@ -379,24 +420,24 @@ def fit(model: nn.Module, train_dl, test_dl,
         config: dict|None = None, # stored in the checkpoints (the recipe)
         verbose: bool = True, # print one line per epoch
         use_compile: bool = False, # run the steps through `torch.compile(model)` (checkpoints still hold `model`'s own weights)
-        ema: AveragedModel|None = None, # a weight average of `model` (`ema_model`): updated each step, tested and saved as the run's result
-        ema_from: int = 0, # the first epoch (counting from 0) whose steps update `ema`: `epochs - k` averages the last k epochs only
+        ema: AveragedModel|None = None, # a weight average of `model` (`ema_model`, `swa_model`): from epoch `ema_from`, updated each step, tested and saved as the run's result
+        ema_from: int = 0, # the first epoch (counting from 0) whose steps update `ema` (`epochs - k`: the last k epochs); 0 without one
+        lookahead: dict|None = None, # Lookahead's state (`lookahead_state`), stepped after each step and kept in the checkpoints
        ) -> History:
     "Train for `epochs`, evaluating and checkpointing after each; returns the History. In a distributed run (chapter 07) each process calls it with the plain model."
-    _check_fit(epochs, resume, out, ema_from)
+    _check_fit(epochs, resume, out, ema_from, ema)
     device, out = _device_for(model, device), Path(out) if out is not None else None
     precision = resolve_precision(precision, device); scaler = grad_scaler(device, precision)
     writes = out is not None and is_main()  # in a distributed run only rank 0 writes files
-    history, start = _start(out, resume, writes, model, optimizer, scheduler, scaler, ema, device)
+    history, start = _start(out, resume, writes, model, optimizer, scheduler, scaler, ema, device, lookahead)
     best, step_model = max(history.test_acc, default=-1.0), _step_model(model, use_compile)
     for epoch in range(start, epochs):
         reseed(train_dl, seed, epoch)
         t0, lr, avg = time.perf_counter(), optimizer.param_groups[0]['lr'], ema if epoch >= ema_from else None  # before ema_from: no average
         try:
             train_loss, train_acc = train_epoch(step_model, train_dl, optimizer, criterion, device, precision, scaler, scheduler,
-                                                epoch_desc=f'epoch {epoch+1}/{epochs}', ema=avg)
-            test_loss, test_acc, raw_acc = _test_epoch(model, step_model, train_dl, test_dl, avg, device, precision)
-            _check_finite(test_loss, f"on the test set after epoch {epoch+1}")
+                                                epoch_desc=f'epoch {epoch+1}/{epochs}', ema=avg, lookahead=lookahead)
+            test_loss, test_acc, raw_acc = _test_epoch(model, step_model, train_dl, test_dl, avg, device, precision, epoch)
         except FloatingPointError as e:
             kept = f" The last good checkpoint, {out/'checkpoint.pt'} (epoch {epoch}), is kept." if out is not None and epoch > 0 else ""
             raise FloatingPointError(f"{e}{kept}") from e
@@ -404,14 +445,15 @@ def fit(model: nn.Module, train_dl, test_dl,
         history.append(train_loss=train_loss, train_acc=train_acc, test_loss=test_loss, test_acc=test_acc,
                        lr=lr, seconds=time.perf_counter() - t0, raw_test_acc=raw_acc)
         if verbose and is_main(): print(_epoch_line(epoch + 1, epochs, history))
-        if writes: _save_epoch(out, (model, optimizer, scheduler, scaler, epoch + 1, history, config), ema, test_acc > best)
+        if writes: _save_epoch(out, (model, optimizer, scheduler, scaler, epoch + 1, history, config), ema, test_acc > best, lookahead)
         best = max(best, test_acc)
     return history
 
-def _check_fit(epochs, resume: bool, out, ema_from=0):
+def _check_fit(epochs, resume: bool, out, ema_from=0, ema=None):
     if not (isinstance(epochs, int) and epochs > 0): raise ValueError(f"epochs must be a positive integer, got {epochs!r}.")
     if not (isinstance(ema_from, int) and not isinstance(ema_from, bool) and 0 <= ema_from < epochs):
         raise ValueError(f"ema_from={ema_from!r}: expected an integer from 0 to epochs-1={epochs-1} (the first epoch whose steps update the average).")
+    if ema_from and ema is None: raise ValueError(f"ema_from={ema_from}: expected 0 without a weight average (ema=None).")
     if resume and out is None: raise ValueError("resume=True needs the run folder `out` that holds checkpoint.pt.")
 
 def _step_model(model: nn.Module, use_compile: bool) -> nn.Module:
@@ -419,22 +461,23 @@ def _step_model(model: nn.Module, use_compile: bool) -> nn.Module:
     step_model = DistributedDataParallel(model) if _distributed() else model  # averages gradients between processes
     return torch.compile(step_model) if use_compile else step_model
 
-def _start(out: Path|None, resume: bool, writes: bool, model, optimizer, scheduler, scaler, ema, device) -> tuple[History, int]:
+def _start(out: Path|None, resume: bool, writes: bool, model, optimizer, scheduler, scaler, ema, device, lookahead=None) -> tuple[History, int]:
     "Place the model (and its average) on `device`; the history so far and the first epoch: restored from out/checkpoint.pt when resuming (RNG states too), else empty and 0."
     _place(model, device)
     if ema is not None: _place(ema, device)
     history, start = History(), 0
     if resume:  # every process of a distributed run reads the checkpoint rank 0 wrote
-        ckpt = load_checkpoint(out/'checkpoint.pt', model, optimizer, scheduler, scaler, restore_rng=True, ema=ema)
+        ckpt = load_checkpoint(out/'checkpoint.pt', model, optimizer, scheduler, scaler, restore_rng=True, ema=ema, lookahead=lookahead)
         history, start = History(**ckpt['history']), ckpt['epoch']
+    if lookahead is not None: lookahead['slow'] = [s.to(device) for s in lookahead['slow']]  # beside the weights it syncs with
     if writes:
         out.mkdir(parents=True, exist_ok=True)
         for f in ('checkpoint.pt', 'best.pt', 'history.json'):  # temporary files of a run killed while writing one
             for t in out.glob(f'.{f}.*.tmp'): t.unlink()
     return history, start
 
-def _test_epoch(model, step_model, train_dl, test_dl, ema, device, precision) -> tuple[float, float, float]:
-    "Test loss and accuracy of the run's model (the weight average if there is one), and the trained weights' own accuracy."
+def _test_epoch(model, step_model, train_dl, test_dl, ema, device, precision, epoch: int) -> tuple[float, float, float]:
+    "Test loss and accuracy of the run's model (the weight average `ema`, None before it starts), and the trained weights' own accuracy; FloatingPointError if the loss is not finite."
     _sync_buffers(model)  # every process now holds rank 0's model, the one the checkpoint saves
     test_loss, test_acc = evaluate(model if _distributed() else step_model, test_dl, None, device, precision)
     raw_acc = test_acc
@@ -442,10 +485,11 @@ def _test_epoch(model, step_model, train_dl, test_dl, ema, device, precision) ->
         recompute_bn(ema.module, train_dl, device=device, precision=precision)
         _sync_buffers(ema)  # in a distributed run, rank 0's statistics (each process measured its own batches)
         test_loss, test_acc = evaluate(ema.module, test_dl, None, device, precision)
+    _check_finite(test_loss, f"on the test set after epoch {epoch+1}")
     return test_loss, test_acc, raw_acc
 
-def _save_epoch(out: Path, ckpt: tuple, ema, is_best: bool):
+def _save_epoch(out: Path, ckpt: tuple, ema, is_best: bool, lookahead=None):
     "best.pt (when this epoch is the best so far), checkpoint.pt and history.json; best.pt first, so a run killed between the two resumes to the same best.pt."
-    if is_best: save_checkpoint(out/'best.pt', *ckpt, ema=ema)
-    save_checkpoint(out/'checkpoint.pt', *ckpt, ema=ema)
+    if is_best: save_checkpoint(out/'best.pt', *ckpt, ema=ema, lookahead=lookahead)
+    save_checkpoint(out/'checkpoint.pt', *ckpt, ema=ema, lookahead=lookahead)
     ckpt[5].save(out/'history.json')
