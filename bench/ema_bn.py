@@ -32,7 +32,8 @@ def check(path: Path, data, bn_batches: int) -> dict:
     "Test accuracy of one checkpoint's averaged model, before and after recomputing its BatchNorm statistics."
     ck = load_checkpoint(path)
     cfg, h, epoch = ck['config'], ck['history'], ck['epoch']
-    if not (cfg.get('ema') or cfg.get('swa_epochs')): raise ValueError(f"{path} comes from a run without a weight average (ema={cfg.get('ema')!r}).")
+    if not (cfg.get('ema') or cfg.get('swa_epochs')):
+        raise ValueError(f"{path} comes from a run without a weight average (ema={cfg.get('ema')!r}, swa_epochs={cfg.get('swa_epochs')!r}): expected ema > 0 or swa_epochs > 0.")
     if not int(ck['ema']['n_averaged']):  # a run whose average starts late (swa_epochs), saved before it started
         raise ValueError(f"{path} was saved before its run's weight average started (swa_epochs={cfg.get('swa_epochs')}): nothing averaged yet.")
     avg = ema_model(make_model(cfg['model']), cfg['ema']) if cfg.get('ema') else swa_model(make_model(cfg['model']))

@@ -285,7 +285,7 @@ def recompute_bn(model: nn.Module, dl,
     with autocast(device, precision): update_bn(inputs, _place(model, device))
     return model
 
-# %% ../nbs/02_train.ipynb #04e6c0d2
+# %% ../nbs/02_train.ipynb #65e0db57
 LOOKAHEAD_K = 5  # training steps between two syncs (airbench's and the paper's usual k)
 
 def lookahead_state(model: nn.Module,
@@ -299,22 +299,22 @@ def lookahead_state(model: nn.Module,
     if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1:
         raise ValueError(f"decay={decay!r}: expected a number between 0 and 1 (airbench: 0.95**5 = 0.774).")
     if not (isinstance(k, int) and not isinstance(k, bool) and k > 0): raise ValueError(f"k={k!r}: expected a positive integer.")
+    if total_steps < k: raise ValueError(f"total_steps={total_steps}: expected at least k={k} (with no sync before the end, the run would end on its first weights).")
     slow = [t.detach().clone() for t in unwrap(model).state_dict().values() if t.is_floating_point()]
     return {'slow': slow, 'step': 0, 'total': total_steps, 'decay': float(decay), 'k': k}
 
 def lookahead_step(model: nn.Module, # the model being trained (wrapped or compiled is fine: its state is the same tensors)
                    state: dict, # from `lookahead_state`, updated in place
                   ):
-    "Count one training step. Every `k`-th, the slow weights move `1 - d` of the way to the model's, `d = decay * (step / total)**3`, and the model takes them; at the last step the model takes the slow weights."
+    "Count one training step. Every `k`-th, the slow weights move `1 - d` of the way to the model's, `d = decay * (step / total)**3`, and the model takes them; at the last step the model takes the slow weights. The slow weights must be on the model's device (`fit` moves them)."
     state['step'] += 1
     step, total = state['step'], state['total']
+    if step > total: raise RuntimeError(f"Lookahead step {step} of total={total}: the state was made for a shorter run (fit checks total = epochs * batches per epoch).")
     syncs = ([state['decay'] * (step / total) ** 3] if step % state['k'] == 0 else []) + ([1.0] if step == total else [])
     if not syncs: return
-    model = getattr(unwrap(model), '_orig_mod', unwrap(model))  # the module inside torch.compile's wrapper
-    weights = [t for t in model.state_dict().values() if t.is_floating_point()]
+    weights = [t for t in unwrap(model).state_dict().values() if t.is_floating_point()]  # torch.compile's wrapper: the same tensors, in order
     with torch.no_grad():
-        for d in syncs:
-            for s, w in zip(state['slow'], weights): s.lerp_(w, 1 - d); w.copy_(s)
+        for d in syncs: torch._foreach_lerp_(state['slow'], weights, 1 - d); torch._foreach_copy_(weights, state['slow'])
 
 # %% ../nbs/02_train.ipynb #cfa83734
 def save_checkpoint(path: str|Path, model: nn.Module, optimizer=None, scheduler=None, scaler=None,
@@ -425,7 +425,7 @@ def fit(model: nn.Module, train_dl, test_dl,
         lookahead: dict|None = None, # Lookahead's state (`lookahead_state`), stepped after each step and kept in the checkpoints
        ) -> History:
     "Train for `epochs`, evaluating and checkpointing after each; returns the History. In a distributed run (chapter 07) each process calls it with the plain model."
-    _check_fit(epochs, resume, out, ema_from, ema)
+    _check_fit(epochs, resume, out, ema_from, ema, lookahead, train_dl)
     device, out = _device_for(model, device), Path(out) if out is not None else None
     precision = resolve_precision(precision, device); scaler = grad_scaler(device, precision)
     writes = out is not None and is_main()  # in a distributed run only rank 0 writes files
@@ -449,11 +449,13 @@ def fit(model: nn.Module, train_dl, test_dl,
         best = max(best, test_acc)
     return history
 
-def _check_fit(epochs, resume: bool, out, ema_from=0, ema=None):
+def _check_fit(epochs, resume: bool, out, ema_from=0, ema=None, lookahead=None, train_dl=None):
     if not (isinstance(epochs, int) and epochs > 0): raise ValueError(f"epochs must be a positive integer, got {epochs!r}.")
     if not (isinstance(ema_from, int) and not isinstance(ema_from, bool) and 0 <= ema_from < epochs):
         raise ValueError(f"ema_from={ema_from!r}: expected an integer from 0 to epochs-1={epochs-1} (the first epoch whose steps update the average).")
     if ema_from and ema is None: raise ValueError(f"ema_from={ema_from}: expected 0 without a weight average (ema=None).")
+    if lookahead is not None and lookahead['total'] != epochs * len(train_dl):
+        raise ValueError(f"Lookahead total={lookahead['total']}: expected epochs * batches per epoch = {epochs} * {len(train_dl)} (make the state with lookahead_state).")
     if resume and out is None: raise ValueError("resume=True needs the run folder `out` that holds checkpoint.pt.")
 
 def _step_model(model: nn.Module, use_compile: bool) -> nn.Module:
@@ -469,6 +471,8 @@ def _start(out: Path|None, resume: bool, writes: bool, model, optimizer, schedul
     if resume:  # every process of a distributed run reads the checkpoint rank 0 wrote
         ckpt = load_checkpoint(out/'checkpoint.pt', model, optimizer, scheduler, scaler, restore_rng=True, ema=ema, lookahead=lookahead)
         history, start = History(**ckpt['history']), ckpt['epoch']
+        for key, given in (('ema', ema), ('lookahead', lookahead)):  # resuming without it would quietly change the run
+            if given is None and ckpt.get(key) is not None: raise ValueError(f"{out/'checkpoint.pt'} was saved with a {key} state: resume it with fit(..., {key}=...) too.")
     if lookahead is not None: lookahead['slow'] = [s.to(device) for s in lookahead['slow']]  # beside the weights it syncs with
     if writes:
         out.mkdir(parents=True, exist_ok=True)
