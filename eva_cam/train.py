@@ -16,7 +16,7 @@ import torch.nn.functional as F
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import CosineAnnealingLR, OneCycleLR, ReduceLROnPlateau, StepLR
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, get_swa_multi_avg_fn, update_bn
 from tqdm.auto import tqdm
 
 from .data import reseed
@@ -268,8 +268,10 @@ def ema_model(model: nn.Module,
     return AveragedModel(unwrap(model), multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=False)
 
 def swa_model(model: nn.Module) -> AveragedModel:
-    "An equal-weight average of `model`'s weights over every `.update_parameters(model)` call: stochastic weight averaging (Izmailov et al., 2018, arXiv:1803.05407; PyTorch's `AveragedModel` default). `recompute_bn` before testing it."
-    return AveragedModel(unwrap(model), use_buffers=False)
+    "An equal-weight average of `model`'s weights over every `.update_parameters(model)` call: stochastic weight averaging (Izmailov et al., 2018, arXiv:1803.05407; PyTorch's `AveragedModel` average). `recompute_bn` before testing it."
+    # get_swa_multi_avg_fn, given explicitly, updates all tensors at once on CPUs too: 10.5 ms a call for ResNet18 on a Zen 3,
+    # against 32.7 ms by AveragedModel's default path, the same weights to 1.2e-7 (bench/results/average-cost-cpu.json)
+    return AveragedModel(unwrap(model), multi_avg_fn=get_swa_multi_avg_fn(), use_buffers=False)
 
 # %% ../nbs/02_train.ipynb #4ca66ef7
 def recompute_bn(model: nn.Module, dl,
