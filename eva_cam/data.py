@@ -245,11 +245,11 @@ def _cutout(size: int, mean: tuple, p: float = 0.5):
     fill = tuple(round(255*m) for m in mean)
     return A.CoarseDropout(num_holes_range=(1, 1), hole_height_range=(size, size), hole_width_range=(size, size), fill=fill, p=p)
 
-def check_augment(tfms: str, cutout: int, translate: int):
+def check_augment(tfms: str, cutout: int, translate: int, tfms_key: str = 'tfms'):
     "Raise a ValueError naming the bad value, `key=value: expected ...`, unless `tfms` is one of TRANSFORMS, `cutout` in 0..32 and `translate` in 0..16."
     whole = lambda v, hi: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= hi
     for key, value, ok, expected in (
-            ('tfms', tfms, tfms in TRANSFORMS, f"one of {TRANSFORMS}"),
+            (tfms_key, tfms, tfms in TRANSFORMS, f"one of {TRANSFORMS}"),  # tfms_key: the caller's name for it
             ('cutout', cutout, whole(cutout, 32), 'the side of the hole in pixels, an integer from 0 (no cutout) to 32'),
             ('translate', translate, whole(translate, 16), 'the most pixels an image moves each way, an integer from 0 to 16')):
         if not ok: raise ValueError(f"{key}={value!r}: expected {expected}.")
@@ -260,8 +260,7 @@ def get_transforms(name: str = 'standard', # one of TRANSFORMS
                    translate: int = 4, # for 'standard': reflect-pad by this many pixels and crop back, a shift of up to that each way
                   ) -> tuple[A.Compose, A.Compose]:
     "The train and test Albumentations pipelines of the recipe `name`."
-    if name not in TRANSFORMS: raise ValueError(f"name={name!r}: expected one of {TRANSFORMS}.")  # this function's own argument, not the recipe key
-    check_augment(name, cutout, translate)
+    check_augment(name, cutout, translate, tfms_key='name')  # named as this function's argument
     norm = [A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()]
     hole = [_cutout(cutout, mean)] if cutout else []
     side = 32 + 2 * translate

@@ -290,6 +290,10 @@ def recompute_bn(model: nn.Module, dl,
 # %% ../nbs/02_train.ipynb #65e0db57
 LOOKAHEAD_K = 5  # training steps between two syncs (airbench's and the paper's usual k)
 
+def _float_state(model: nn.Module) -> list:
+    "The floating-point tensors of `model`'s state dict, in order: weights and BatchNorm statistics (a compiled or wrapped model gives the same tensors)."
+    return [t for t in unwrap(model).state_dict().values() if t.is_floating_point()]
+
 def lookahead_state(model: nn.Module,
                     total_steps: int, # the run's training steps: epochs * batches per epoch
                     decay: float = 0.95**5, # the slow weights' share of themselves at the last sync (airbench: 0.95**5)
@@ -302,7 +306,7 @@ def lookahead_state(model: nn.Module,
         raise ValueError(f"decay={decay!r}: expected a number between 0 and 1 (airbench: 0.95**5 = 0.774).")
     if not (isinstance(k, int) and not isinstance(k, bool) and k > 0): raise ValueError(f"k={k!r}: expected a positive integer.")
     if total_steps < k: raise ValueError(f"total_steps={total_steps}: expected at least k={k} (with no sync before the end, the run would end on its first weights).")
-    slow = [t.detach().clone() for t in unwrap(model).state_dict().values() if t.is_floating_point()]
+    slow = [t.detach().clone() for t in _float_state(model)]
     return {'slow': slow, 'step': 0, 'total': total_steps, 'decay': float(decay), 'k': k}
 
 def lookahead_step(model: nn.Module, # the model being trained (wrapped or compiled is fine: its state is the same tensors)
@@ -314,7 +318,7 @@ def lookahead_step(model: nn.Module, # the model being trained (wrapped or compi
     if step > total: raise RuntimeError(f"Lookahead step {step} of total={total}: the state was made for a shorter run (fit checks total = epochs * batches per epoch).")
     syncs = ([state['decay'] * (step / total) ** 3] if step % state['k'] == 0 else []) + ([1.0] if step == total else [])
     if not syncs: return
-    weights = [t for t in unwrap(model).state_dict().values() if t.is_floating_point()]  # torch.compile's wrapper: the same tensors, in order
+    weights = _float_state(model)
     with torch.no_grad():
         for d in syncs: torch._foreach_lerp_(state['slow'], weights, 1 - d); torch._foreach_copy_(weights, state['slow'])
 
