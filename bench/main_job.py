@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from eva_cam.core import cpu_has_bf16, resolve_precision
-from eva_cam.run import _device_name
+from eva_cam.core import _device_name
 
 CPU = torch.device('cpu')
 

@@ -35,12 +35,30 @@ def expand(plan: dict) -> list[dict]:
     return specs
 
 
+def machines(run: Path) -> list[dict]:
+    "Where the run in folder `run` trained (one row per start or resume, chapter 02's `fit`), from its checkpoint; [] before the list existed."
+    if not (run/'checkpoint.pt').is_file(): return []
+    import torch
+    return torch.load(run/'checkpoint.pt', map_location='cpu', weights_only=True).get('machines', [])
+
+
+def where(rec: dict) -> str:
+    "The device a record's run trained on; for a run resumed on other machines or precisions, which epochs ran where."
+    rows = rec.get('machines') or []
+    if len({(m['device_name'], m['precision']) for m in rows}) < 2: return rec['device_name']
+    key = lambda m: (m['device_name'], m['precision'])
+    rows = [m for i, m in enumerate(rows) if i == 0 or key(m) != key(rows[i - 1])]  # resumed on the same machine: one stretch
+    ends = [m['from_epoch'] - 1 for m in rows[1:]] + [rec['epochs_done']]
+    return '; '.join(f"epochs {m['from_epoch']}-{end}: {m['device_name']}, {m['precision']}" for m, end in zip(rows, ends))
+
+
 def record(run: Path, spec: dict) -> dict:
     "The record of the run folder `run`: finished (metrics.json is there) or its epochs so far."
     h = json.loads((run/'history.json').read_text()) if (run/'history.json').is_file() else None
     rec = {'name': spec['name'], 'setting': spec['setting'], 'seed': spec['seed'], 'finished': False,
            'epochs_planned': spec['epochs'], 'epochs_done': len(h['test_acc']) if h else 0,
            'test_acc_per_epoch': h['test_acc'] if h else [], 'seconds_per_epoch': h['seconds'] if h else [],
+           'machines': machines(run),  # which epochs trained where: runs on a CPU are resumed across sessions
            'record_written': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
            'run_folder': str(run)}
     if not (run/'metrics.json').is_file(): return rec
@@ -94,7 +112,8 @@ def summary(specs: list[dict], results: Path) -> str:
     goal = REPORTED_ACCURACY['s10']  # issue 20's CPU time target: how soon a run first reaches it
     lines = ['# Evidence runs: summary', '',
              'Written by `bench/run_plan.py` from the records in `bench/results/plan/` (one per run). Test accuracy after '
-             'the last epoch, in %; mean, min and max over the finished seeds, one row per device. Minutes to '
+             'the last epoch, in %; mean, min and max over the finished seeds, one row per device (a run resumed on another '
+             'machine or in another precision: one row of its own, saying which epochs ran where). Minutes to '
              f'{100 * goal:.2f}% (the S10 write-up): the epochs until a run first reaches it, mean over the seeds that did.', '',
              f'| setting | recipe | epochs | seeds finished | mean | min | max | flip TTA mean | write-up | minutes per run | minutes to {100 * goal:.2f}% | device |',
              '|---|---|---|---|---|---|---|---|---|---|---|---|']
@@ -103,7 +122,7 @@ def summary(specs: list[dict], results: Path) -> str:
         recs = [json.loads((results/f"{s['name']}.json").read_text()) for s in mine if (results/f"{s['name']}.json").is_file()]
         by_device = {}  # one row per device: seeds are compared on one device (the same seed differed by 0.54 points between two)
         for r in recs:
-            if r.get('finished'): by_device.setdefault(r['device_name'], []).append(r)
+            if r.get('finished'): by_device.setdefault(where(r), []).append(r)
         partial = [f"{r['name']}: {r['epochs_done']}/{r['epochs_planned']} epochs" for r in recs if not r.get('finished')]
         written = REPORTED_ACCURACY.get(mine[0]['recipe']) if not mine[0]['set'] else None  # the write-up's own figure
         f = lambda xs: f"{statistics.mean(xs):.2f}" if xs else '–'

@@ -25,7 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from eva_cam.data import default_workers, find_local, get_dataloaders, load_cifar10
 from eva_cam.resnet import ResNet18
 from eva_cam.core import autocast, cpu_has_bf16
-from eva_cam.run import _device_name
+from eva_cam.core import _device_name
 from eva_cam.train import train_epoch
 
 CPU = torch.device('cpu')

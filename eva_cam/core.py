@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #f333b1f6
 from __future__ import annotations
-import contextlib, os, random, tempfile, warnings
+import contextlib, os, platform, random, tempfile, warnings
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,15 @@ def cpu_has_bf16() -> bool:
     than fp32. False where this PyTorch cannot tell."""
     cpu = torch.cpu
     return any(getattr(cpu, check, lambda: False)() for check in ('_is_avx512_bf16_supported', '_is_amx_tile_supported'))
+
+def _device_name(device: torch.device) -> str:
+    "The GPU's name, or the CPU's model name from /proc/cpuinfo (else what `platform` says): for records of where a run trained."
+    if device.type == 'cuda': return torch.cuda.get_device_name(device)
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'): return line.split(':', 1)[1].strip()
+    except OSError: pass
+    return platform.processor() or platform.machine()
 
 def resolve_precision(precision: str, device: torch.device) -> str:
     "The concrete precision (`'bf16'`, `'fp16'` or `'fp32'`) that `precision` means on `device`; warns when bf16 is asked of a CPU without bf16 hardware."

@@ -16,7 +16,7 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
-from .core import PRECISIONS, _distributed, atomic_write, cpu_has_bf16, get_device, is_main, resolve_precision, set_seed, unwrap, world_size
+from .core import PRECISIONS, _device_name, _distributed, atomic_write, cpu_has_bf16, get_device, is_main, resolve_precision, set_seed, unwrap, world_size
 from .augment import DeviceLoader, ProgressiveResize
 from .data import Cifar10, check_augment, check_limit, get_dataloaders, load_cifar10
 from .lrfinder import lr_find_to_dir
@@ -197,14 +197,6 @@ def _replacing(out: Path, force: bool):
     finally:
         if old: shutil.rmtree(aside, ignore_errors=True)
 
-def _device_name(device: torch.device) -> str:
-    if device.type == 'cuda': return torch.cuda.get_device_name(device)
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'): return line.split(':', 1)[1].strip()
-    except OSError: pass
-    return platform.processor() or platform.machine()
-
 def _git_commit() -> str|None:
     "The commit of the eva_cam source tree, if it is a git checkout, with '+changes' when tracked files differ from it."
     import eva_cam
@@ -354,6 +346,7 @@ def _write_metrics(out: Path, h: History, cfg: dict, device: torch.device, tta_a
          'device': str(device), 'device_name': _device_name(device), 'precision': resolve_precision(cfg['precision'], device),
          'cpu_capability': torch.backends.cpu.get_cpu_capability(), 'cpu_has_bf16': cpu_has_bf16(),  # a CPU's speed depends on them (chapter 00_core)
          'torch_version': torch.__version__, 'python_version': platform.python_version(),
+         'machines': _read_checkpoint(out/'checkpoint.pt').get('machines', []),  # which epochs trained where: the fields above are the last machine's
          'recipe': cfg['recipe'], 'reported_acc': REPORTED_ACCURACY.get(cfg['recipe']), 'config': cfg,
          'data_source': data.source, 'train_images': n_train, 'test_images': n_test, 'processes': processes, 'augmentation': augmentation,
          'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'), 'git_commit': _git_commit()}

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_train.ipynb #88d273e9
 from __future__ import annotations
-import itertools, json, math, time
+import datetime, itertools, json, math, time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, get_swa_m
 from tqdm.auto import tqdm
 
 from .data import reseed
-from .core import (_distributed, atomic_write, autocast, get_device, grad_scaler, is_main, model_device,
+from .core import (_device_name, _distributed, atomic_write, autocast, cpu_has_bf16, get_device, grad_scaler, is_main, model_device,
                           resolve_precision, rng_state, set_rng_state, unwrap)
 from .resnet import MODELS, make_model
 
@@ -328,6 +328,7 @@ def save_checkpoint(path: str|Path, model: nn.Module, optimizer=None, scheduler=
                     history: History|dict|None = None, config: dict|None = None,
                     ema: AveragedModel|None = None, # the run's weight average, if it keeps one
                     lookahead: dict|None = None, # the run's Lookahead state (`lookahead_state`), if it uses one
+                    machines: list|None = None, # where the epochs were trained: one dict per start or resume (`fit` keeps them)
                    ):
     "Save everything needed to resume training, atomically, loadable with `weights_only=True`."
     history = asdict(history) if isinstance(history, History) else (history or {})
@@ -337,7 +338,7 @@ def save_checkpoint(path: str|Path, model: nn.Module, optimizer=None, scheduler=
             'scheduler_type': type(scheduler).__name__ if scheduler is not None else None,
             'scaler': scaler.state_dict() if scaler is not None else None,
             'ema': ema.state_dict() if ema is not None else None, 'lookahead': lookahead,
-            'epoch': int(epoch), 'history': history, 'config': dict(config or {}), 'rng': rng_state()}
+            'epoch': int(epoch), 'history': history, 'config': dict(config or {}), 'rng': rng_state(), 'machines': list(machines or [])}
     atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
 
 # %% ../nbs/02_train.ipynb #c703c57b
@@ -435,7 +436,7 @@ def fit(model: nn.Module, train_dl, test_dl,
     device, out = _device_for(model, device), Path(out) if out is not None else None
     precision = resolve_precision(precision, device); scaler = grad_scaler(device, precision)
     writes = out is not None and is_main()  # in a distributed run only rank 0 writes files
-    history, start = _start(out, resume, writes, model, optimizer, scheduler, scaler, ema, device, lookahead)
+    history, start, machines = _start(out, resume, writes, model, optimizer, scheduler, scaler, ema, device, precision, lookahead)
     best, step_model = max(history.test_acc, default=-1.0), _step_model(model, use_compile)
     for epoch in range(start, epochs):
         reseed(train_dl, seed, epoch)
@@ -451,7 +452,7 @@ def fit(model: nn.Module, train_dl, test_dl,
         history.append(train_loss=train_loss, train_acc=train_acc, test_loss=test_loss, test_acc=test_acc,
                        lr=lr, seconds=time.perf_counter() - t0, raw_test_acc=raw_acc)
         if verbose and is_main(): print(_epoch_line(epoch + 1, epochs, history))
-        if writes: _save_epoch(out, (model, optimizer, scheduler, scaler, epoch + 1, history, config), ema, test_acc > best, lookahead)
+        if writes: _save_epoch(out, (model, optimizer, scheduler, scaler, epoch + 1, history, config), ema, test_acc > best, lookahead, machines)
         best = max(best, test_acc)
     return history
 
@@ -469,14 +470,22 @@ def _step_model(model: nn.Module, use_compile: bool) -> nn.Module:
     step_model = DistributedDataParallel(model) if _distributed() else model  # averages gradients between processes
     return torch.compile(step_model) if use_compile else step_model
 
-def _start(out: Path|None, resume: bool, writes: bool, model, optimizer, scheduler, scaler, ema, device, lookahead=None) -> tuple[History, int]:
-    "Place the model (and its average) on `device`; the history so far and the first epoch: restored from out/checkpoint.pt when resuming (RNG states too), else empty and 0."
+def _machine(device: torch.device, precision: str, from_epoch: int) -> dict:
+    "Where a run trains from epoch `from_epoch` (counting from 1) on: the device, its name, the precision used, the CPU's features, torch, the date."
+    return {'from_epoch': from_epoch, 'device': str(device), 'device_name': _device_name(device), 'precision': precision,
+            'cpu_capability': torch.backends.cpu.get_cpu_capability(), 'cpu_has_bf16': cpu_has_bf16(), 'torch_version': str(torch.__version__),  # a plain str: weights_only loads refuse TorchVersion
+            'started': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}
+
+def _start(out: Path|None, resume: bool, writes: bool, model, optimizer, scheduler, scaler, ema, device, precision: str,
+           lookahead=None) -> tuple[History, int, list]:
+    "Place the model (and its average) on `device`; the history so far, the first epoch and the machines list: restored from out/checkpoint.pt when resuming (RNG states too), else empty and 0; this machine is added to the list."
     _place(model, device)
     if ema is not None: _place(ema, device)
-    history, start = History(), 0
+    history, start, machines = History(), 0, []
     if resume:  # every process of a distributed run reads the checkpoint rank 0 wrote
         ckpt = load_checkpoint(out/'checkpoint.pt', model, optimizer, scheduler, scaler, restore_rng=True, ema=ema, lookahead=lookahead)
         history, start = History(**ckpt['history']), ckpt['epoch']
+        machines = [m for m in ckpt.get('machines', []) if m['from_epoch'] <= start]  # checkpoints from before the list existed have none
         for key, given in (('ema', ema), ('lookahead', lookahead)):  # resuming without it would quietly change the run
             if given is None and ckpt.get(key) is not None: raise ValueError(f"{out/'checkpoint.pt'} was saved with a {key} state: resume it with fit(..., {key}=...) too.")
     if lookahead is not None: lookahead['slow'] = [s.to(device) for s in lookahead['slow']]  # beside the weights it syncs with
@@ -484,7 +493,7 @@ def _start(out: Path|None, resume: bool, writes: bool, model, optimizer, schedul
         out.mkdir(parents=True, exist_ok=True)
         for f in ('checkpoint.pt', 'best.pt', 'history.json'):  # temporary files of a run killed while writing one
             for t in out.glob(f'.{f}.*.tmp'): t.unlink()
-    return history, start
+    return history, start, machines + [_machine(device, precision, start + 1)]
 
 def _test_epoch(model, step_model, train_dl, test_dl, ema, device, precision, epoch: int) -> tuple[float, float, float]:
     "Test loss and accuracy of the run's model (the weight average `ema`, None before it starts), and the trained weights' own accuracy; FloatingPointError if the loss is not finite."
@@ -498,8 +507,8 @@ def _test_epoch(model, step_model, train_dl, test_dl, ema, device, precision, ep
     _check_finite(test_loss, f"on the test set after epoch {epoch+1}")
     return test_loss, test_acc, raw_acc
 
-def _save_epoch(out: Path, ckpt: tuple, ema, is_best: bool, lookahead=None):
+def _save_epoch(out: Path, ckpt: tuple, ema, is_best: bool, lookahead=None, machines=None):
     "best.pt (when this epoch is the best so far), checkpoint.pt and history.json; best.pt first, so a run killed between the two resumes to the same best.pt."
-    if is_best: save_checkpoint(out/'best.pt', *ckpt, ema=ema, lookahead=lookahead)
-    save_checkpoint(out/'checkpoint.pt', *ckpt, ema=ema, lookahead=lookahead)
+    if is_best: save_checkpoint(out/'best.pt', *ckpt, ema=ema, lookahead=lookahead, machines=machines)
+    save_checkpoint(out/'checkpoint.pt', *ckpt, ema=ema, lookahead=lookahead, machines=machines)
     ckpt[5].save(out/'history.json')

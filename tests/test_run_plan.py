@@ -36,6 +36,7 @@ def test_records(done):
         assert (rec['final_test_acc'], rec['final_test_acc_flip_tta']) == (m['final_test_acc'], m['final_tta_acc'])
         assert rec['test_images'] == 64 and rec['train_images_per_second'] > 0
         for key in ('device', 'device_name', 'torch_version', 'git_commit', 'run_finished'): assert key in rec, key
+        assert [(r['from_epoch'], r['device_name'], r['precision']) for r in rec['machines']] == [(1, rec['device_name'], rec['precision'])]
     assert json.loads((d/'results'/'tiny-ls0-seed0.json').read_text())['recipe_as_run']['label_smoothing'] == 0.0
     # the two seeds trained differently
     a, b = (json.loads((d/'results'/f'tiny-seed{s}.json').read_text())['train_acc_per_epoch'] for s in (0, 1))
@@ -62,6 +63,22 @@ def test_summary_per_device(done, tmp_path):
     rows = [[c.strip() for c in l.strip('|').split('|')] for l in (tmp_path/'summary.md').read_text().splitlines() if l.startswith('| tiny |')]
     acc = lambda s: f"{100 * recs[s]['final_test_acc']:.2f}"
     assert sorted((r[3], r[4], r[11]) for r in rows) == sorted([('1 of 2', acc(0), recs[0]['device_name']), ('1 of 2', acc(1), 'Another device')])
+
+def test_summary_resumed_elsewhere(done, tmp_path):
+    "A run resumed on another machine is not averaged with runs made on one: its row says which epochs ran where."
+    d, _ = done
+    shutil.copytree(d/'results', tmp_path/'results')
+    rec = json.loads((d/'results'/'tiny-seed1.json').read_text())
+    a, here = rec['machines'][0], f"{rec['device_name']}, {rec['precision']}"
+    b = {**a, 'from_epoch': 2, 'device_name': 'B', 'precision': 'bf16'}
+    (tmp_path/'results'/'tiny-seed1.json').write_text(json.dumps({**rec, 'machines': [a, b]}))
+    run_plan.main(['--plan', str(d/'plan.json'), '--results', str(tmp_path/'results'), '--summary', str(tmp_path/'summary.md'), '--summary-only'])
+    devices = sorted(l.strip('|').split('|')[11].strip() for l in (tmp_path/'summary.md').read_text().splitlines() if l.startswith('| tiny |'))
+    assert devices == sorted([rec['device_name'], f"epochs 1-1: {here}; epochs 2-2: B, bf16"])
+    # resumed on the same machine: one stretch
+    assert run_plan.where({**rec, 'machines': [a, {**a, 'from_epoch': 2}]}) == rec['device_name']
+    assert run_plan.where({**rec, 'epochs_done': 4, 'machines': [a, {**a, 'from_epoch': 2}, {**b, 'from_epoch': 3}]}) == f"epochs 1-2: {here}; epochs 3-4: B, bf16"
+
 
 def test_minutes_to():
     "How soon a run first reaches an accuracy, from its record: the CPU run of issue 20 reached 88.51% after its last epoch."
