@@ -36,20 +36,30 @@ def expand(plan: dict) -> list[dict]:
 
 
 def machines(run: Path) -> list[dict]:
-    "Where the run in folder `run` trained (one row per start or resume, chapter 02's `fit`), from its checkpoint; [] before the list existed."
-    if not (run/'checkpoint.pt').is_file(): return []
-    import torch
-    return torch.load(run/'checkpoint.pt', map_location='cpu', weights_only=True).get('machines', [])
+    "Where the run in folder `run` trained (chapter 02's `fit`: one row per start or resume): metrics.json's list, else its checkpoint's; [] before the list existed."
+    try:
+        if (run/'metrics.json').is_file(): return json.loads((run/'metrics.json').read_text()).get('machines', [])
+        if not (run/'checkpoint.pt').is_file(): return []
+        import torch
+        return torch.load(run/'checkpoint.pt', map_location='cpu', weights_only=True).get('machines', [])
+    except Exception: return []  # written while a run stops: an unreadable file must not hide why it stopped
+
+
+def _label(m: dict) -> str:
+    "A machine as the summary names it: the device's name, the precision, and the processes if more than one."
+    return f"{m['device_name']}, {m['precision']}" + (f", {m['processes']} processes" if m.get('processes', 1) > 1 else '')
 
 
 def where(rec: dict) -> str:
-    "The device a record's run trained on; for a run resumed on other machines or precisions, which epochs ran where."
+    "Where a finished record's run trained (device and precision); for a run resumed on another machine or in another precision, which epochs ran where."
     rows = rec.get('machines') or []
-    if len({(m['device_name'], m['precision']) for m in rows}) < 2: return rec['device_name']
-    key = lambda m: (m['device_name'], m['precision'])
-    rows = [m for i, m in enumerate(rows) if i == 0 or key(m) != key(rows[i - 1])]  # resumed on the same machine: one stretch
+    if not rows: return _label(rec)  # records from before the list: what metrics.json said of the last machine
+    rows = [m for i, m in enumerate(rows) if i == 0 or _label(m) != _label(rows[i - 1])]  # resumed on the same machine: one stretch
+    labels = [_label(m) for m in rows]
+    if rows[0]['from_epoch'] > 1: rows, labels = [{'from_epoch': 1}] + rows, ['not recorded'] + labels  # begun before the list existed
+    if len(rows) == 1: return labels[0]
     ends = [m['from_epoch'] - 1 for m in rows[1:]] + [rec['epochs_done']]
-    return '; '.join(f"epochs {m['from_epoch']}-{end}: {m['device_name']}, {m['precision']}" for m, end in zip(rows, ends))
+    return '; '.join(f"epochs {m['from_epoch']}-{end}: {label}" for m, end, label in zip(rows, ends, labels))
 
 
 def record(run: Path, spec: dict) -> dict:
@@ -112,15 +122,15 @@ def summary(specs: list[dict], results: Path) -> str:
     goal = REPORTED_ACCURACY['s10']  # issue 20's CPU time target: how soon a run first reaches it
     lines = ['# Evidence runs: summary', '',
              'Written by `bench/run_plan.py` from the records in `bench/results/plan/` (one per run). Test accuracy after '
-             'the last epoch, in %; mean, min and max over the finished seeds, one row per device (a run resumed on another '
-             'machine or in another precision: one row of its own, saying which epochs ran where). Minutes to '
+             'the last epoch, in %; mean, min and max over the finished seeds, one row per device and precision (a run resumed on '
+             'another machine or in another precision: a row of its own, saying which epochs ran where). Minutes to '
              f'{100 * goal:.2f}% (the S10 write-up): the epochs until a run first reaches it, mean over the seeds that did.', '',
-             f'| setting | recipe | epochs | seeds finished | mean | min | max | flip TTA mean | write-up | minutes per run | minutes to {100 * goal:.2f}% | device |',
+             f'| setting | recipe | epochs | seeds finished | mean | min | max | flip TTA mean | write-up | minutes per run | minutes to {100 * goal:.2f}% | device, precision |',
              '|---|---|---|---|---|---|---|---|---|---|---|---|']
     for setting in dict.fromkeys(s['setting'] for s in specs):
         mine = [s for s in specs if s['setting'] == setting]
         recs = [json.loads((results/f"{s['name']}.json").read_text()) for s in mine if (results/f"{s['name']}.json").is_file()]
-        by_device = {}  # one row per device: seeds are compared on one device (the same seed differed by 0.54 points between two)
+        by_device = {}  # one row per device and precision: seeds are compared on one (the same seed differed by 0.54 points between two devices)
         for r in recs:
             if r.get('finished'): by_device.setdefault(where(r), []).append(r)
         partial = [f"{r['name']}: {r['epochs_done']}/{r['epochs_planned']} epochs" for r in recs if not r.get('finished')]

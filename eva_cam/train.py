@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from .data import reseed
 from .core import (_device_name, _distributed, atomic_write, autocast, cpu_has_bf16, get_device, grad_scaler, is_main, model_device,
-                          resolve_precision, rng_state, set_rng_state, unwrap)
+                          resolve_precision, rng_state, set_rng_state, unwrap, world_size)
 from .resnet import MODELS, make_model
 
 # %% auto #0
@@ -471,8 +471,8 @@ def _step_model(model: nn.Module, use_compile: bool) -> nn.Module:
     return torch.compile(step_model) if use_compile else step_model
 
 def _machine(device: torch.device, precision: str, from_epoch: int) -> dict:
-    "Where a run trains from epoch `from_epoch` (counting from 1) on: the device, its name, the precision used, the CPU's features, torch, the date."
-    return {'from_epoch': from_epoch, 'device': str(device), 'device_name': _device_name(device), 'precision': precision,
+    "Where a run trains from epoch `from_epoch` (counting from 1) on: the device (process 0's), its name, the processes, the precision used, the CPU's features, torch, the date."
+    return {'from_epoch': from_epoch, 'device': str(device), 'device_name': _device_name(device), 'processes': world_size(), 'precision': precision,
             'cpu_capability': torch.backends.cpu.get_cpu_capability(), 'cpu_has_bf16': cpu_has_bf16(), 'torch_version': str(torch.__version__),  # a plain str: weights_only loads refuse TorchVersion
             'started': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}
 

@@ -36,7 +36,7 @@ def test_records(done):
         assert (rec['final_test_acc'], rec['final_test_acc_flip_tta']) == (m['final_test_acc'], m['final_tta_acc'])
         assert rec['test_images'] == 64 and rec['train_images_per_second'] > 0
         for key in ('device', 'device_name', 'torch_version', 'git_commit', 'run_finished'): assert key in rec, key
-        assert [(r['from_epoch'], r['device_name'], r['precision']) for r in rec['machines']] == [(1, rec['device_name'], rec['precision'])]
+        assert [(r['from_epoch'], r['device_name'], r['precision'], r['processes']) for r in rec['machines']] == [(1, rec['device_name'], rec['precision'], 1)]
     assert json.loads((d/'results'/'tiny-ls0-seed0.json').read_text())['recipe_as_run']['label_smoothing'] == 0.0
     # the two seeds trained differently
     a, b = (json.loads((d/'results'/f'tiny-seed{s}.json').read_text())['train_acc_per_epoch'] for s in (0, 1))
@@ -58,11 +58,21 @@ def test_summary_per_device(done, tmp_path):
     d, _ = done
     shutil.copytree(d/'results', tmp_path/'results')
     recs = {s: json.loads((d/'results'/f'tiny-seed{s}.json').read_text()) for s in (0, 1)}
-    (tmp_path/'results'/'tiny-seed1.json').write_text(json.dumps({**recs[1], 'device_name': 'Another device'}))
+    other = [{**recs[1]['machines'][0], 'device_name': 'Another device'}]
+    (tmp_path/'results'/'tiny-seed1.json').write_text(json.dumps({**recs[1], 'device_name': 'Another device', 'machines': other}))
     run_plan.main(['--plan', str(d/'plan.json'), '--results', str(tmp_path/'results'), '--summary', str(tmp_path/'summary.md'), '--summary-only'])
     rows = [[c.strip() for c in l.strip('|').split('|')] for l in (tmp_path/'summary.md').read_text().splitlines() if l.startswith('| tiny |')]
     acc = lambda s: f"{100 * recs[s]['final_test_acc']:.2f}"
-    assert sorted((r[3], r[4], r[11]) for r in rows) == sorted([('1 of 2', acc(0), recs[0]['device_name']), ('1 of 2', acc(1), 'Another device')])
+    here, prec = recs[0]['device_name'], recs[0]['precision']
+    assert sorted((r[3], r[4], r[11]) for r in rows) == sorted([('1 of 2', acc(0), f'{here}, {prec}'), ('1 of 2', acc(1), f'Another device, {prec}')])
+    # one device in two precisions (two CPUs of one name, 'auto' bf16 on one and fp32 on the other): two rows too
+    other = [{**recs[1]['machines'][0], 'precision': 'fp16' if prec != 'fp16' else 'fp32'}]
+    (tmp_path/'results'/'tiny-seed1.json').write_text(json.dumps({**recs[1], 'machines': other}))
+    run_plan.main(['--plan', str(d/'plan.json'), '--results', str(tmp_path/'results'), '--summary', str(tmp_path/'summary.md'), '--summary-only'])
+    assert len([l for l in (tmp_path/'summary.md').read_text().splitlines() if l.startswith('| tiny |')]) == 2
+    # a record from before the list: its own device and precision fields
+    old = {k: v for k, v in recs[1].items() if k != 'machines'}
+    assert run_plan.where(old) == f"{recs[1]['device_name']}, {recs[1]['precision']}"
 
 def test_summary_resumed_elsewhere(done, tmp_path):
     "A run resumed on another machine is not averaged with runs made on one: its row says which epochs ran where."
@@ -74,9 +84,10 @@ def test_summary_resumed_elsewhere(done, tmp_path):
     (tmp_path/'results'/'tiny-seed1.json').write_text(json.dumps({**rec, 'machines': [a, b]}))
     run_plan.main(['--plan', str(d/'plan.json'), '--results', str(tmp_path/'results'), '--summary', str(tmp_path/'summary.md'), '--summary-only'])
     devices = sorted(l.strip('|').split('|')[11].strip() for l in (tmp_path/'summary.md').read_text().splitlines() if l.startswith('| tiny |'))
-    assert devices == sorted([rec['device_name'], f"epochs 1-1: {here}; epochs 2-2: B, bf16"])
-    # resumed on the same machine: one stretch
-    assert run_plan.where({**rec, 'machines': [a, {**a, 'from_epoch': 2}]}) == rec['device_name']
+    assert devices == sorted([here, f"epochs 1-1: {here}; epochs 2-2: B, bf16"])
+    # resumed on the same machine: one stretch; begun before the list existed: its first epochs are not recorded
+    assert run_plan.where({**rec, 'machines': [a, {**a, 'from_epoch': 2}]}) == here
+    assert run_plan.where({**rec, 'epochs_done': 4, 'machines': [{**a, 'from_epoch': 3}]}) == f"epochs 1-2: not recorded; epochs 3-4: {here}"
     assert run_plan.where({**rec, 'epochs_done': 4, 'machines': [a, {**a, 'from_epoch': 2}, {**b, 'from_epoch': 3}]}) == f"epochs 1-2: {here}; epochs 3-4: B, bf16"
 
 
