@@ -4,6 +4,7 @@
 
 # %% ../nbs/04_gradcam.ipynb #a3f532fb
 from __future__ import annotations
+import difflib
 from functools import partial
 from pathlib import Path
 
@@ -172,7 +173,9 @@ def _check_layers(model: nn.Module, layer) -> list:
     valid = [n for n, _ in model.named_modules() if n]
     bad = [n for n in names if not isinstance(n, str) or n not in valid]
     if not names or bad:
-        raise ValueError(f"Unknown layer name(s) {bad or names}: expected a dotted module name or a non-empty list of them, one of {valid}.")
+        close = difflib.get_close_matches(str((bad or names or [''])[0]), valid, n=3)
+        raise ValueError(f"Unknown layer name(s) {bad or names}: expected a dotted module name of the model, or a non-empty list of them"
+                         + (f"; the closest: {close}" if close else '') + f". Its top-level modules: {[n for n in valid if '.' not in n]} ({len(valid)} module names in all).")
     return list(dict.fromkeys(names))
 
 def _check_targets(targets, n: int) -> torch.Tensor|None:

@@ -18,8 +18,8 @@ from .run import RECIPES, REPORTED_ACCURACY, recipe_dataloaders, run_checkpoint,
 from .train import History, checkpoint_model, plot_history, predict
 
 # %% auto #0
-__all__ = ['read_run', 'evidence', 'as_markdown', 'results_table', 'report_figures', 'write_report', 'make_report',
-           'train_or_read']
+__all__ = ['read_run', 'evidence', 'as_markdown', 'results_table', 'results_note', 'report_figures', 'write_report',
+           'make_report', 'train_or_read']
 
 # %% ../nbs/05_session8_report.ipynb #73428ac6
 def read_run(run: str|Path) -> tuple[dict, History]:
@@ -47,7 +47,12 @@ def evidence(metrics: dict) -> dict:
             'final test accuracy': f"{m['final_test_acc']:.2%}",
             'best test accuracy': f"{m['best_test_acc']:.2%} (epoch {m['best_epoch']})",
             'final accuracy with flip TTA': f"{m['final_tta_acc']:.2%}",
-            'date, commit': f"{m.get('date', '?')}, {(m.get('git_commit') or '?')[:10]}"}
+            'date, commit': f"{m.get('date', 'not recorded')}, {_commit(m.get('git_commit'))}"}
+
+def _commit(c: str|None) -> str:
+    "A run's commit as the report shows it: the short hash, '+changes' kept; where eva_cam ran from an installed copy, that."
+    if not c: return 'not recorded (eva_cam was not run from a git checkout)'
+    return c[:10] + ('+changes' if c.endswith('+changes') else '')
 
 def as_markdown(rows: dict|list, header: tuple = ('', '')) -> str:
     "A markdown table from a dict (two columns) or a list of tuples."
@@ -65,6 +70,13 @@ def results_table(metrics: dict) -> list[tuple]:
     data = 'full CIFAR-10' if metrics['test_images'] == 10_000 else f"{metrics['data_source']}, {metrics['test_images']:,} test images"
     rows.append((f"this run: eva_cam `{metrics['recipe']}` ({data})", metrics['epochs'], f"**{metrics['final_test_acc']:.2%}**"))
     return rows
+
+def results_note(metrics: dict) -> str:
+    "Why the run's accuracy cannot be set beside the write-ups' when it was not tested on CIFAR-10's 10,000 test images; else ''."
+    if metrics['test_images'] == 10_000: return ''
+    return (f"This run trained on {metrics['train_images']:,} images and was tested on {metrics['test_images']:,} ({metrics['data_source']}), "
+            "not on CIFAR-10's 50,000 and 10,000: its accuracy shows that everything runs, not how well the recipe learns. "
+            "Train on the full data set (`--data auto` finds a copy or downloads one) to compare it with the write-ups.")
 
 # %% ../nbs/05_session8_report.ipynb #7e192f02
 def _data_for(metrics: dict, data=None):
@@ -130,6 +142,7 @@ def write_report(run: str|Path, out: str|Path, data=None, n: int = 10, layer: st
     if m['epochs'] != 20: parts.append(f"<p>The Session 8 assignment trains for 20 epochs; this run trained {m['epochs']}.</p>")
     parts += ["<h2>Evidence</h2>", _table_html(evidence(m).items()),
              "<h2>Results beside the write-ups</h2>", _table_html(results_table(m), ('run', 'epochs', 'test accuracy'))]
+    if results_note(m): parts.append(f"<p>{_plain(results_note(m))}</p>")
     for name, fig in r['figures'].items():
         png = _png(fig); plt.close(fig)
         atomic_write(out/f'{name}.png', lambda tmp: Path(tmp).write_bytes(png))

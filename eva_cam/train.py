@@ -211,8 +211,10 @@ def plot_history(history: History, title: str|None = None):
         ax.set_title(name); ax.set_xlabel('epoch'); ax.grid(alpha=.3)
         if 'accuracy' in name: ax.set_ylabel('%')
         else:  # a loss can start thousands of times above where it ends: on a log axis every epoch stays visible
-            ax.set_yscale('log')
-            for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter): axis(matplotlib.ticker.FuncFormatter(lambda v, _: f'{v:g}'))
+            ax.set_yscale('log'); plain = matplotlib.ticker.FuncFormatter(lambda v, _: f'{v:g}')
+            decades = math.log10(max(ys) / min(ys)) if min(ys) > 0 else math.inf
+            ax.yaxis.set_major_formatter(plain)  # within one decade there may be no power of ten to label: label the minor ticks then
+            ax.yaxis.set_minor_formatter(plain if decades < 1 else matplotlib.ticker.NullFormatter())
     if title: fig.suptitle(title)
     fig.tight_layout()
     return fig
