@@ -133,10 +133,12 @@ def _print_layer_scores(model, image: Path, target: str|int):
 # %% ../nbs/06_cli.ipynb #2f3d6541
 def cmd_report(a) -> int:
     "Train (unless `--run` is given) and write the Session 8 report."
-    from eva_cam.report import make_report
+    from eva_cam.report import make_report, read_run
     path = make_report(out=a.out, run=a.run, data=a.data, recipe=a.recipe, epochs=a.epochs,
                        batch_size=a.batch_size, device=a.device, limit=a.limit, num_workers=a.workers, force=a.force)
-    print(f"report written to {path}")
+    m = read_run(a.run or Path(a.out)/'run')[0]  # the run reported on: say what it reached, as `train` does
+    print(f"report written to {path}: {m['epochs']} epoch{'s' * (m['epochs'] != 1)} of {m['recipe']}, final test accuracy {m['final_test_acc']:.2%} "
+          f"on {m['test_images']:,} test images ({m['data_source']})")
     return 0
 
 # %% ../nbs/06_cli.ipynb #54ea3357
