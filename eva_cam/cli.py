@@ -136,7 +136,7 @@ def cmd_report(a) -> int:
     from eva_cam.report import make_report, read_run
     path = make_report(out=a.out, run=a.run, data=a.data, recipe=a.recipe, epochs=a.epochs,
                        batch_size=a.batch_size, device=a.device, limit=a.limit, num_workers=a.workers, force=a.force)
-    m = read_run(a.run or Path(a.out)/'run')[0]  # the run reported on: say what it reached, as `train` does
+    m = read_run(a.run if a.run is not None else Path(a.out)/'run')[0]  # the run reported on: say what it reached, as `train` does
     print(f"report written to {path}: {m['epochs']} epoch{'s' * (m['epochs'] != 1)} of {m['recipe']}, final test accuracy {m['final_test_acc']:.2%} "
           f"on {m['test_images']:,} test images ({m['data_source']})")
     return 0
@@ -177,7 +177,7 @@ def make_parser() -> argparse.ArgumentParser:
     r = sub.add_parser('report', help='train and write report.html (or report on an existing run)', description='Train a recipe (or read a trained run) and write the Session 8 report: report.html and its figures.')
     _data_args(r)
     r.add_argument('--epochs', type=_positive, help="override the recipe's number of epochs")
-    r.add_argument('--run', default=None, help='report on this trained run instead of training')
+    r.add_argument('--run', default=None, type=_folder, help='report on this trained run instead of training')
     r.add_argument('--out', required=True, type=_folder, help='folder for report.html and the figures')
     r.add_argument('--force', action='store_true', help='replace a run already in --out')
     r.set_defaults(func=cmd_report)

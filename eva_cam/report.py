@@ -52,7 +52,7 @@ def evidence(metrics: dict) -> dict:
 def _commit(c: str|None) -> str:
     "A run's commit as the report shows it: the short hash, '+changes' kept; where eva_cam ran from an installed copy, that."
     if not c: return 'not recorded (eva_cam was not run from a git checkout)'
-    return c[:10] + ('+changes' if c.endswith('+changes') else '')
+    return c.removesuffix('+changes')[:10] + ('+changes' if c.endswith('+changes') else '')
 
 def as_markdown(rows: dict|list, header: tuple = ('', '')) -> str:
     "A markdown table from a dict (two columns) or a list of tuples."
@@ -64,16 +64,18 @@ def as_markdown(rows: dict|list, header: tuple = ('', '')) -> str:
 _WRITEUPS = {'s8': 'S8 write-up: SGD 0.01, cosine', 's9': 'S9 write-up: Adam 5e-4, a third every 10 epochs',
              's10': 'S10 write-up: SGD, LR finder, ReduceLROnPlateau, cutout'}
 
+def _full(metrics: dict) -> bool: return (metrics['train_images'], metrics['test_images']) == (50_000, 10_000)  # all of CIFAR-10
+
 def results_table(metrics: dict) -> list[tuple]:
     "Rows (what, epochs, test accuracy) for the write-ups and this run."
     rows = [(_WRITEUPS[k], RECIPES[k]['epochs'], f"{REPORTED_ACCURACY[k]:.2%}") for k in ('s8', 's9', 's10')]
-    data = 'full CIFAR-10' if metrics['test_images'] == 10_000 else f"{metrics['data_source']}, {metrics['test_images']:,} test images"
+    data = 'full CIFAR-10' if _full(metrics) else f"{metrics['data_source']}, {metrics['test_images']:,} test images"
     rows.append((f"this run: eva_cam `{metrics['recipe']}` ({data})", metrics['epochs'], f"**{metrics['final_test_acc']:.2%}**"))
     return rows
 
 def results_note(metrics: dict) -> str:
-    "Why the run's accuracy cannot be set beside the write-ups' when it was not tested on CIFAR-10's 10,000 test images; else ''."
-    if metrics['test_images'] == 10_000: return ''
+    "Why the run's accuracy cannot be set beside the write-ups' when it did not train and test on all of CIFAR-10; else ''."
+    if _full(metrics): return ''
     return (f"This run trained on {metrics['train_images']:,} images and was tested on {metrics['test_images']:,} ({metrics['data_source']}), "
             "not on CIFAR-10's 50,000 and 10,000: its accuracy shows that everything runs, not how well the recipe learns. "
             "Train on the full data set (`--data auto` finds a copy or downloads one) to compare it with the write-ups.")

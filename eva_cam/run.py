@@ -167,7 +167,7 @@ _FOUND_LR_FILES = ('lr_find.json', 'lr_find.png')  # a run with lr='find' writes
 def lock_run_folder(out: Path):
     "Hold a lock on the run folder `out` while a run writes it; a second run into it is refused, naming the folder and the process."
     if os.environ.get('RANK', '0') != '0': yield; return  # under torchrun, process 0 alone writes the folder and holds its lock
-    made = [p for p in (out, *out.parents) if not p.exists()]  # the folders this run creates, innermost first
+    made = [p for p in (out.absolute(), *out.absolute().parents) if not p.exists()]  # the folders this run creates, innermost first
     out.mkdir(parents=True, exist_ok=True)
     lock, pid = filelock.FileLock(out/'.lock'), out/'.lock.pid'
     try: lock.acquire(timeout=0)
@@ -180,8 +180,10 @@ def lock_run_folder(out: Path):
     finally:
         pid.unlink(missing_ok=True); lock.release(); (out/'.lock').unlink(missing_ok=True)
         for d in made:  # a run that failed before writing anything leaves no empty folder, nor empty parents it made
-            if any(d.iterdir()): break
-            d.rmdir()
+            try:
+                if any(d.iterdir()): break
+                d.rmdir()
+            except OSError: break  # gone, or written meanwhile: never hide why the run ended
 
 @contextlib.contextmanager
 def _replacing(out: Path, force: bool):

@@ -6,6 +6,7 @@
 from __future__ import annotations
 import datetime, itertools, json, math, time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import matplotlib
@@ -197,6 +198,11 @@ class History:
         except (json.JSONDecodeError, TypeError) as e: raise ValueError(f"{path} is not a History JSON file: {e}") from e
 
 # %% ../nbs/02_train.ipynb #9575cc5a
+def _minor_label(v: float, _pos, decades: float) -> str:
+    "A log axis' minor tick label: every one within a decade (there may be no power of ten to label), 2 and 5 within three, none beyond."
+    lead = round(v / 10 ** math.floor(math.log10(v)))
+    return f'{v:g}' if decades < 1 or (decades < 3 and lead in (2, 5)) else ''
+
 def plot_history(history: History, title: str|None = None):
     "A 2x2 figure: train and test loss (top), train and test accuracy (bottom)."
     ep = range(1, len(history) + 1)
@@ -211,10 +217,9 @@ def plot_history(history: History, title: str|None = None):
         ax.set_title(name); ax.set_xlabel('epoch'); ax.grid(alpha=.3)
         if 'accuracy' in name: ax.set_ylabel('%')
         else:  # a loss can start thousands of times above where it ends: on a log axis every epoch stays visible
-            ax.set_yscale('log'); plain = matplotlib.ticker.FuncFormatter(lambda v, _: f'{v:g}')
-            decades = math.log10(max(ys) / min(ys)) if min(ys) > 0 else math.inf
-            ax.yaxis.set_major_formatter(plain)  # within one decade there may be no power of ten to label: label the minor ticks then
-            ax.yaxis.set_minor_formatter(plain if decades < 1 else matplotlib.ticker.NullFormatter())
+            ax.set_yscale('log'); decades = math.log10(max(ys) / min(ys)) if ys and min(ys) > 0 else 0.0
+            ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f'{v:g}'))
+            ax.yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(partial(_minor_label, decades=decades)))
     if title: fig.suptitle(title)
     fig.tight_layout()
     return fig
