@@ -144,7 +144,7 @@ def write_report(run: str|Path, out: str|Path, data=None, n: int = 10, layer: st
     if m['epochs'] != 20: parts.append(f"<p>The Session 8 assignment trains for 20 epochs; this run trained {m['epochs']}.</p>")
     parts += ["<h2>Evidence</h2>", _table_html(evidence(m).items()),
              "<h2>Results beside the write-ups</h2>", _table_html(results_table(m), ('run', 'epochs', 'test accuracy'))]
-    if results_note(m): parts.append(f"<p>{_plain(results_note(m))}</p>")
+    if note := results_note(m): parts.append(f"<p>{_plain(note)}</p>")
     for name, fig in r['figures'].items():
         png = _png(fig); plt.close(fig)
         atomic_write(out/f'{name}.png', lambda tmp: Path(tmp).write_bytes(png))

@@ -492,7 +492,7 @@ def _start(out: Path|None, resume: bool, writes: bool, model, optimizer, schedul
     if resume:  # every process of a distributed run reads the checkpoint rank 0 wrote
         ckpt = load_checkpoint(out/'checkpoint.pt', model, optimizer, scheduler, scaler, restore_rng=True, ema=ema, lookahead=lookahead)
         history, start = History(**ckpt['history']), ckpt['epoch']
-        machines = [m for m in ckpt.get('machines', []) if m['from_epoch'] <= start]  # checkpoints from before the list existed have none
+        machines = list(ckpt.get('machines', []))  # checkpoints from before the list existed have none
         for key, given in (('ema', ema), ('lookahead', lookahead)):  # resuming without it would quietly change the run
             if given is None and ckpt.get(key) is not None: raise ValueError(f"{out/'checkpoint.pt'} was saved with a {key} state: resume it with fit(..., {key}=...) too.")
     if lookahead is not None: lookahead['slow'] = [s.to(device) for s in lookahead['slow']]  # beside the weights it syncs with
