@@ -178,7 +178,9 @@ def lock_run_folder(out: Path):
         pid.write_text(str(os.getpid()))
         yield
     finally:
-        pid.unlink(missing_ok=True); lock.release(); (out/'.lock').unlink(missing_ok=True)
+        pid.unlink(missing_ok=True)
+        with contextlib.suppress(OSError): (out/'.lock').unlink()  # while held: removed after release, it could be removed under the next run's lock
+        lock.release()
         for d in made:  # a run that failed before writing anything leaves no empty folder, nor empty parents it made
             try:
                 if any(d.iterdir()): break
