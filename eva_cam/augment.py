@@ -51,8 +51,13 @@ def augment_batch(x: torch.Tensor, # uint8 images (B, H, W, 3), on any device
     """The training transforms of `get_transforms` for a whole batch: shift by `(dy, dx)` (rows and columns read from
     the image mirrored at its edges, which is a crop of the reflect-padded image), flip, fill the hole with the mean colour (as a uint8 pixel, as CoarseDropout does), normalise.
 
-    Returns float32 `(B, 3, H, W)`, equal to Albumentations' output for the same parameters (tested below)."""
+    Returns float32 `(B, 3, H, W)`, equal to Albumentations' output for the same parameters (tested below). Raises ValueError
+    for `x` that is not uint8 `(B, H, W, 3)` (a float or normalised batch would be divided by 255 again) and for parameters
+    of another batch size. (Only shapes and dtypes are checked: a check of values would wait for the GPU.)"""
+    if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError(f"augment_batch takes uint8 images (B, H, W, 3) as stored, got {x.dtype} {tuple(x.shape)}.")
     B, H, W, _ = x.shape
+    if any(len(v) != B for v in p.values()): raise ValueError(f"The parameters are for {sorted({len(v) for v in p.values()})} images, the batch has {B}.")
     dev = x.device
     p = {k: v.to(dev, non_blocking=True) for k, v in p.items()}
     r, c = torch.arange(H, device=dev), torch.arange(W, device=dev)

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import model_device
+from .core import eval_mode, model_device
 
 # %% auto #0
 __all__ = ['MODELS', 'PRETRAINED', 'BasicBlock', 'ResNet', 'ResNet18', 'ResNet34', 'count_parameters', 'stage_sizes',
@@ -80,12 +80,12 @@ def count_parameters(model: nn.Module) -> int:
 
 # %% ../nbs/01_resnet.ipynb #edabf23b
 def stage_sizes(model: nn.Module, input_size=(1, 3, 32, 32), names=('conv1', 'layer1', 'layer2', 'layer3', 'layer4')) -> dict:
-    "Output shape `(C, H, W)` of each named submodule for one forward pass of zeros."
+    "Output shape `(C, H, W)` of each named submodule for one forward pass of zeros, in eval mode (BatchNorm's statistics untouched)."
     shapes, hooks = {}, []
     for n in names:
         hooks.append(model.get_submodule(n).register_forward_hook(lambda m, i, o, n=n: shapes.__setitem__(n, tuple(o.shape[1:]))))
     try:
-        with torch.no_grad(): model.eval()(torch.zeros(input_size, device=model_device(model)))
+        with torch.no_grad(), eval_mode(model): model(torch.zeros(input_size, device=model_device(model)))
     finally:
         for h in hooks: h.remove()
     return shapes
@@ -95,7 +95,7 @@ MODELS = {'resnet18': ResNet18, 'resnet34': ResNet34}
 
 def make_model(name: str = 'resnet18', # one of MODELS
                num_classes: int = 10, zero_init_residual: bool = False) -> nn.Module:
-    "A fresh model by name, optionally with every residual block starting as the identity."
+    "A fresh model by name, optionally with every residual branch starting at zero (Goyal et al., 2017). Raises ValueError for an unknown name."
     if name not in MODELS: raise ValueError(f"Unknown model {name!r}: expected one of {tuple(MODELS)}.")
     model = MODELS[name](num_classes)
     if zero_init_residual:
@@ -121,7 +121,7 @@ def pretrained_record() -> dict:
     return json.loads((files('eva_cam') / 'weights' / f'{PRETRAINED}.json').read_text())
 
 def load_pretrained(device: str|torch.device = 'cpu', # where the model goes
-                    path: str|Path|None = None, # the weights file; default: the one in the package
+                    path: str|Path|None = None, # a copy of the shipped weights file; default: the one in the package (your own runs: `checkpoint_model`, chapter 02)
                    ) -> ResNet:
     """ResNet18 trained on the full CIFAR-10 (`pretrained_record()` says how), in eval mode on `device`.
 
