@@ -4,6 +4,7 @@
 
 # %% ../nbs/03a_interpret.ipynb #dedffad5
 from __future__ import annotations
+import operator
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
@@ -36,11 +37,13 @@ def get_misclassified(model: nn.Module, dl, n: int = 10, device: str|torch.devic
 
     `dl` must be a DataLoader that keeps its dataset's order (like the test loader): images are looked up by position.
     Raises ValueError for `n` not an integer >= 0, a loader that shuffles or reorders, or `preds` of another length."""
-    if not isinstance(n, int) or isinstance(n, bool) or n < 0: raise ValueError(f"n must be an integer >= 0, got {n!r}.")
-    sampler = getattr(dl, 'sampler', None)
-    if not isinstance(sampler, torch.utils.data.SequentialSampler):
+    try: n = operator.index(n)  # Python and NumPy integers
+    except TypeError: n = -1
+    if isinstance(n, bool) or n < 0: raise ValueError(f"n must be an integer >= 0, got {n!r}.")
+    order = [getattr(dl, 'sampler', None), getattr(getattr(dl, 'batch_sampler', None), 'sampler', None)]
+    if not all(isinstance(s, torch.utils.data.SequentialSampler) for s in order):
         raise ValueError(f"get_misclassified needs a DataLoader that does not shuffle (like the test loader): it looks images up "
-                         f"by position, and this {type(dl).__name__} draws them with a {type(sampler).__name__}.")
+                         f"by position, and this {type(dl).__name__} draws them in another order.")
     logits, labels = preds if preds is not None else predict(model, dl, device, precision)
     if len(labels) != len(dl.dataset) or len(logits) != len(labels):
         raise ValueError(f"preds hold {len(logits)} logits and {len(labels)} labels for a dataset of {len(dl.dataset)} images: give `predict`'s output over `dl`.")
@@ -53,7 +56,7 @@ def get_misclassified(model: nn.Module, dl, n: int = 10, device: str|torch.devic
 
 # %% ../nbs/03a_interpret.ipynb #d7a1ac6e
 def confusion_matrix(y_true, y_pred, num_classes: int = 10) -> torch.Tensor:
-    "Counts `(num_classes, num_classes)`: row = true class, column = predicted class. Raises ValueError for labels outside 0..num_classes-1."
+    "Counts `(num_classes, num_classes)`: row = true class, column = predicted class. Raises ValueError for labels outside 0..num_classes-1 and for shapes that differ."
     y_true, y_pred = torch.as_tensor(y_true).long(), torch.as_tensor(y_pred).long()
     if y_true.shape != y_pred.shape: raise ValueError(f"{tuple(y_true.shape)} true and {tuple(y_pred.shape)} predicted labels: give one of each per image.")
     for name, y in (('true', y_true), ('predicted', y_pred)):

@@ -170,7 +170,7 @@ def lock_run_folder(out: Path):
     made = [p for p in (out.absolute(), *out.absolute().parents) if not p.exists()]  # the folders this run creates, innermost first
     out.mkdir(parents=True, exist_ok=True)
     lock, pid = filelock.FileLock(out/'.lock'), out/'.lock.pid'
-    try: lock.acquire(timeout=0)
+    try: lock.acquire(timeout=0.5)  # a moment, for a run that opened the file just as the last one removed it (below)
     except filelock.Timeout:
         who = pid.read_text().strip() if pid.is_file() else 'unknown'
         raise FileExistsError(f"{out} is being written by another eva_cam run (process {who}): wait for it to end, or choose another folder.") from None
@@ -179,7 +179,10 @@ def lock_run_folder(out: Path):
         yield
     finally:
         pid.unlink(missing_ok=True)
-        with contextlib.suppress(OSError): (out/'.lock').unlink()  # while held: removed after release, it could be removed under the next run's lock
+        # removed while held: a run that opened it a moment before then locks a removed file, which filelock >= 3.20.4 refuses
+        # (it tries again); removed after release, it could be removed under the next run's lock. (Windows cannot remove an
+        # open file: filelock removes it there on release.)
+        with contextlib.suppress(OSError): (out/'.lock').unlink()
         lock.release()
         for d in made:  # a run that failed before writing anything leaves no empty folder, nor empty parents it made
             try:
