@@ -102,9 +102,9 @@ def cmd_cam(a) -> int:
     "Explain one image with Grad-CAM using the model of a trained run, or without `--run` the trained ResNet18 eva_cam ships."
     from eva_cam.run import run_checkpoint
     from eva_cam.train import checkpoint_model
-    from eva_cam.gradcam import explain_image
+    from eva_cam.gradcam import check_cam_out, explain_image
     from eva_cam.resnet import load_pretrained, pretrained_record
-    if not Path(a.image).is_file(): raise FileNotFoundError(f"No image at {a.image}.")
+    check_cam_out(Path(a.image), Path(a.out))  # before the model is loaded
     if a.run is not None: model, cfg = checkpoint_model(run_checkpoint(Path(a.run)))
     else:
         model, rec = load_pretrained(), pretrained_record()
@@ -116,19 +116,24 @@ def cmd_cam(a) -> int:
     return 0
 
 def _print_layer_scores(model, image: Path, target: str|int):
-    "Which layer's Grad-CAM to trust for this image and class `target` (a name or an index; chapter 04a), per stage, the most faithful first."
+    "How faithful each stage's Grad-CAM is on this one image for class `target` (a name or an index; chapter 04a), the most faithful first, with random maps as the floor."
     from eva_cam.data import CLASSES
-    from eva_cam.faithfulness import faithfulness, rank_layers, stages_in
+    from eva_cam.faithfulness import faithfulness, rank_layers, score_maps, stages_in
     from eva_cam.gradcam import load_image
+    import torch
     layers = stages_in(model)
     if not layers: return
     x, _ = load_image(image)
     cls = int(target) if str(target).isdigit() else CLASSES.index(target)
     scores = faithfulness(model, x, [cls], layers, steps=16)
-    print(f"which layer to trust for {CLASSES[cls]}, most faithful first (deletion: lower is better; insertion, confidence change: higher is better):")
+    noise = {s: torch.rand(1, *x.shape[2:], generator=torch.Generator().manual_seed(s)) for s in range(4)}
+    gaps = [d['insertion_auc'] - d['deletion_auc'] for d in score_maps(model, x, noise, [cls], steps=16).values()]
+    print(f"faithfulness of each stage's map for {CLASSES[cls]} on this one image, most faithful first (deletion: lower is better; "
+          f"insertion, confidence change: higher is better; chapter 04a scores 40 images):")
     for n in rank_layers(scores):
         s = scores[n]
         print(f"{n:>12s} deletion {s['deletion_auc']:.3f}  insertion {s['insertion_auc']:.3f}  confidence change {s['confidence_change']:+.3f}")
+    print(f"random maps, {len(gaps)} draws: insertion minus deletion {min(gaps):.3f} to {max(gaps):.3f}; a stage not above that points no better than noise")
 
 # %% ../nbs/06_cli.ipynb #2f3d6541
 def cmd_report(a) -> int:
@@ -189,12 +194,20 @@ def main(argv: list[str]|None = None) -> int:
     a = make_parser().parse_args(argv)
     try: return a.func(a)
     except KeyboardInterrupt:
-        print(f"eva_cam {a.command}: stopped. A run folder keeps its last checkpoint: continue it with --resume.", file=sys.stderr)
+        print(f"eva_cam {a.command}: stopped. {_after_stop(a)}", file=sys.stderr)
         return 130
     except Exception as e:  # a mistake in the arguments or the machine's state (disk, permissions): one line, no traceback
         if os.environ.get('EVA_CAM_TRACEBACK'): raise
         print(f"eva_cam {a.command}: error: {_describe(e)}", file=sys.stderr)
         return 2
+
+def _after_stop(a) -> str:
+    "What a command stopped with Ctrl-C leaves, and how to go on."
+    if a.command == 'train': return f"The run folder {a.out} keeps its last finished epoch: continue with the same command and --resume."
+    if a.command == 'report' and a.run is None:
+        return (f"The run in {Path(a.out)/'run'} keeps its last finished epoch: continue it with `eva_cam train --resume --out "
+                f"{Path(a.out)/'run'}` and the same recipe, data and options, then `eva_cam report --run {Path(a.out)/'run'} --out {a.out}`.")
+    return "Its files are written whole at the end, so none was written."
 
 _PLAIN = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
 

@@ -96,7 +96,7 @@ def rng_state() -> dict:
 def set_rng_state(s: dict):
     "Restore the states saved by `rng_state`."
     torch.set_rng_state(s['torch'])
-    if s['cuda'] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
+    if s['cuda'] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'][:torch.cuda.device_count()])  # saved on a machine with more GPUs, perhaps
     n = s['numpy']
     np.random.set_state((n['name'], n['keys'].numpy().astype(np.uint32), n['pos'], n['has_gauss'], n['cached_gaussian']))
     p = s['python']
@@ -146,12 +146,16 @@ def _umask() -> int:
     return mask
 
 def atomic_write(path: str|Path, write):
-    "Call `write(tmp_path)` on a temporary file in `path`'s folder, then rename it to `path` in one step."
+    """Call `write(tmp_path)` on a temporary file in `path`'s folder, flush it to the disk, then rename it to `path` in one step.
+
+    Raises FileNotFoundError when `path`'s folder does not exist, and whatever `write` raises; `path` is then untouched
+    and the temporary file removed."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     os.close(fd)
     try:
         write(tmp)
+        with open(tmp, 'r+b') as f: os.fsync(f.fileno())  # the bytes on the disk before the name points at them
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; a run's files follow the user's umask like any other
         os.replace(tmp, path)
     except BaseException:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_distributed.ipynb #ee908e27
 from __future__ import annotations
-import datetime, os
+import datetime, math, os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -38,6 +38,16 @@ def scale_lr(lr: float, # the recipe's learning rate
 # %% ../nbs/07_distributed.ipynb #6499713d
 TIMEOUT_S = 600  # default seconds a process waits for the others before it gives up
 
+def _timeout_s(timeout_s: float|None = None) -> float:
+    "The seconds a process waits for the others: `timeout_s`, else $EVA_CAM_DIST_TIMEOUT, else TIMEOUT_S; a finite number > 0."
+    source = (f"timeout_s={timeout_s!r}" if timeout_s is not None else
+              f"EVA_CAM_DIST_TIMEOUT={os.environ['EVA_CAM_DIST_TIMEOUT']!r}" if 'EVA_CAM_DIST_TIMEOUT' in os.environ else None)
+    raw = timeout_s if timeout_s is not None else os.environ.get('EVA_CAM_DIST_TIMEOUT', TIMEOUT_S)
+    try: t = float(raw)
+    except (TypeError, ValueError): t = math.nan
+    if isinstance(raw, bool) or not (math.isfinite(t) and t > 0): raise ValueError(f"{source}: expected a finite number of seconds > 0.")
+    return t
+
 def _lost_a_process(e: BaseException) -> bool:
     "Whether `e` says that another process of the run died, hung or cannot be reached."
     return isinstance(e, dist.DistError) or 'gloo' in str(e).lower()  # NCCL raises DistErrors; Gloo RuntimeErrors from gloo/
@@ -48,6 +58,7 @@ def distributed_session(device: torch.device, # the kind of device: cuda (nccl b
                         timeout_s: float|None = None, # default: $EVA_CAM_DIST_TIMEOUT, else TIMEOUT_S
                        ):
     "Join the processes torchrun started, yield this process's device, leave the group at the end."
+    timeout_s = _timeout_s(timeout_s)
     env = torchrun_env()
     if env is None: raise RuntimeError("distributed_session needs the RANK, LOCAL_RANK and WORLD_SIZE variables that "
                                        "torchrun sets: launch with `torchrun --nproc_per_node=N -m eva_cam.cli train ...`.")
@@ -58,7 +69,6 @@ def distributed_session(device: torch.device, # the kind of device: cuda (nccl b
         torch.cuda.set_device(env['local_rank']); device = torch.device('cuda', env['local_rank'])
     elif device.type != 'cpu':
         raise ValueError(f"Distributed training runs on CUDA GPUs (nccl) or on CPUs (gloo), not on {device.type!r}.")
-    timeout_s = float(timeout_s or os.environ.get('EVA_CAM_DIST_TIMEOUT', TIMEOUT_S))
     dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo', timeout=datetime.timedelta(seconds=timeout_s),
                             **({'device_id': device} if device.type == 'cuda' else {}))
     try:

@@ -38,7 +38,11 @@ class GradCamExplorer:
                  classes: tuple = CLASSES, mean: tuple = CIFAR10_MEAN, std: tuple = CIFAR10_STD,
                  size: int = 160, # displayed size of each picture, in pixels
                  steps: int = 16): # points on each deletion and insertion curve (chapter 04a)
+        if images.ndim != 4 or images.shape[1] != 3 or len(images) == 0:
+            raise ValueError(f"images must be normalised (N, 3, H, W) with N >= 1, got shape {tuple(images.shape)}.")
         if len(labels) != len(images): raise ValueError(f"{len(images)} images but {len(labels)} labels.")
+        bad = [int(l) for l in labels if not 0 <= int(l) < len(classes)]
+        if bad: raise ValueError(f"A label {bad[0]} is outside 0..{len(classes) - 1} (the {len(classes)} classes).")
         self.model, self.images, self.labels = unwrap(model), images.detach().cpu(), [int(l) for l in labels]
         self.classes, self.mean, self.std, self.size, self.steps = classes, mean, std, size, steps
         self.layers = cam_layers(self.model, (1, *self.images.shape[1:]))  # name -> (C, h, w)
@@ -128,7 +132,7 @@ def _score_panel(scores: dict, # `{layer: {measure: float}}`, most faithful firs
                  layer: str) -> str:
     "The explorer's score panel as HTML: the chosen `layer`'s scores, then the ranking."
     s = scores[layer]
-    head = (f"<b>which layer to trust</b><br>{layer}: deletion {s['deletion_auc']:.3f}, insertion {s['insertion_auc']:.3f}, "
+    head = (f"<b>faithfulness on this image</b><br>{layer}: deletion {s['deletion_auc']:.3f}, insertion {s['insertion_auc']:.3f}, "
             f"confidence change {s['confidence_change']:+.3f}<br><small>deletion: lower is better; the others: higher</small>")
     cell = "<td style='text-align:right;padding-left:8px'>"
     bold = {n: " style='font-weight:bold'" if n == layer else '' for n in scores}

@@ -17,13 +17,13 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from .data import CIFAR10_MEAN, CIFAR10_STD, CLASSES, denormalize
-from .core import eval_mode, model_device, unwrap
+from .core import atomic_write, eval_mode, model_device, unwrap
 
 # %% auto #0
 __all__ = ['WEIGHTINGS', 'CAM_METHODS', 'GRADIENT_FREE', 'cam_layers', 'CamHooks', 'gradcam_weights', 'gradcampp_weights',
            'xgradcam_weights', 'hirescam_weights', 'layercam_weights', 'scorecam_weights', 'eigencam_map', 'cam_from',
            'scale_cam', 'gradcam', 'overlay', 'show_cam', 'plot_gradcam', 'plot_gradcam_misclassified', 'to_rgb8',
-           'load_image', 'explain_image']
+           'load_image', 'check_cam_out', 'explain_image']
 
 # %% ../nbs/04_gradcam.ipynb #e0db9fd7
 def cam_layers(model: nn.Module, input_size: tuple = (1, 3, 32, 32), # the shape of one input batch
@@ -337,6 +337,14 @@ def load_image(path: str|Path, # any image file Pillow reads
     return x[None], note
 
 # %% ../nbs/04_gradcam.ipynb #4ec95e33
+def check_cam_out(image_path: Path, out: Path):
+    "Refuse, before any work, an output that would replace the image, is a folder, or lies in a folder that does not exist."
+    if not image_path.is_file(): raise FileNotFoundError(f"No image at {image_path}.")
+    if out.is_dir(): raise ValueError(f"The output {out} is a folder: give the PNG file to write, e.g. {out/'cam.png'}.")
+    if out.exists() and out.samefile(image_path):
+        raise ValueError(f"The output {out} is the image itself, which it would replace: choose another file (--out).")
+    if not out.parent.is_dir(): raise FileNotFoundError(f"No folder {out.parent} for the output {out}.")
+
 def explain_image(model: nn.Module, image_path: str|Path,
                   layer: str = 'layer3',
                   target: str|int = 'pred', # 'pred', 'true' (needs `true_class`), a class name or a class index
@@ -345,10 +353,13 @@ def explain_image(model: nn.Module, image_path: str|Path,
                   true_class: str|int|None = None, # the image's real class, for target='true' and the title
                   size: int = 32, # the input size of the model
                  ) -> list:
-    "Explain one image file with Grad-CAM, write the figure to `out`, and return the top-3 `(class, probability)`."
+    """Explain one image file with Grad-CAM, write the figure to `out` (whole or not at all), and return the top-3 `(class, probability)`.
+
+    Raises FileNotFoundError for a missing image or folder of `out`, ValueError for an `out` that is the image itself
+    (it would be replaced), an unknown class or layer, and what `load_image` raises for a file that is not an image."""
     model = unwrap(model)
-    image_path = Path(image_path)
-    if not image_path.is_file(): raise FileNotFoundError(f"No image at {image_path}.")
+    image_path, out = Path(image_path), Path(out)
+    check_cam_out(image_path, out)
     def index(c):
         if isinstance(c, str) and c in classes: return classes.index(c)
         if isinstance(c, (int, np.integer)) and not isinstance(c, bool) and 0 <= c < len(classes): return int(c)
@@ -363,7 +374,9 @@ def explain_image(model: nn.Module, image_path: str|Path,
     cls = int(probs.argmax()) if cls is None else cls
     fig = plot_gradcam(x, scale_cam(raw['gradcam'][layer], (size, size)).cpu(), mean=mean, std=std)
     fig.suptitle(f"{image_path.name} ({note}): map for {classes[cls]}" + (f", true {classes[true]}" if true is not None else ''), fontsize=8)
-    fig.tight_layout(); fig.savefig(out, dpi=120, format='png'); plt.close(fig)  # exactly `out`: matplotlib would add .png to a name without it
+    fig.tight_layout()
+    try: atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=120, format='png'))  # exactly `out`: matplotlib would add .png to a name without it
+    finally: plt.close(fig)
     print(f"{image_path}: {note}; {layer} map for {classes[cls]} written to {out}")
     p, top = probs.topk(3)
     return [(classes[c], float(q)) for q, c in zip(p, top)]

@@ -1,5 +1,5 @@
 """The Grad-CAM explorer in a real browser: Voila serves a notebook that shows it, headless Chromium changes the
-layer, the method and the image, and the displayed overlay and the score panel (which layer to trust) must change
+layer, the method and the image, and the displayed overlay and the score panel (faithfulness on this image) must change
 with no error on the page or in the server log.
 
 Needs: pip install voila playwright pytest; apt-get install -y chromium (Debian's /usr/bin/chromium is used as
@@ -142,7 +142,7 @@ def test_explorer_in_browser(voila_url):
     print(f"method change -> new picture: {method_s*1000:.0f} ms")
     print("score panel after the last change:\n" + panels[-1])
     assert len(set(pixels)) == len(pixels), "the overlay did not change on the screen after every change"
-    assert all('which layer to trust' in p for p in panels), panels
+    assert all('faithfulness on this image' in p for p in panels), panels
     assert len(set(panels)) == len(panels), "the score panel did not change with the layer and the method"
     assert panels[0].splitlines()[1].startswith('layer3:') and panels[2].splitlines()[1].startswith('layer1.1:'), panels
     assert 'layer1.1' in bold, bold  # the chosen layer is the bold row of the ranking
