@@ -118,19 +118,17 @@ def cmd_cam(a) -> int:
 def _print_layer_scores(model, image: Path, target: str|int):
     "How faithful each stage's Grad-CAM is on this one image for class `target` (a name or an index; chapter 04a), the most faithful first, with random maps as the floor."
     from eva_cam.data import CLASSES
-    from eva_cam.faithfulness import faithfulness, rank_layers, score_maps, stages_in
+    from eva_cam.faithfulness import faithfulness, insertion_minus_deletion, rank_layers, stages_in
     from eva_cam.gradcam import load_image
-    import torch
     layers = stages_in(model)
     if not layers: return
     x, _ = load_image(image)
     cls = int(target) if str(target).isdigit() else CLASSES.index(target)
-    scores = faithfulness(model, x, [cls], layers, steps=16)
-    noise = {s: torch.rand(1, *x.shape[2:], generator=torch.Generator().manual_seed(s)) for s in range(4)}
-    gaps = [d['insertion_auc'] - d['deletion_auc'] for d in score_maps(model, x, noise, [cls], steps=16).values()]
+    scores = faithfulness(model, x, [cls], layers, steps=16, floor=4)  # the stages and four sets of random maps, in one batch
+    gaps = [insertion_minus_deletion(s) for n, s in scores.items() if n not in layers]
     print(f"faithfulness of each stage's map for {CLASSES[cls]} on this one image, most faithful first (deletion: lower is better; "
           f"insertion, confidence change: higher is better; chapter 04a scores 40 images):")
-    for n in rank_layers(scores):
+    for n in rank_layers({n: scores[n] for n in layers}):
         s = scores[n]
         print(f"{n:>12s} deletion {s['deletion_auc']:.3f}  insertion {s['insertion_auc']:.3f}  confidence change {s['confidence_change']:+.3f}")
     print(f"random maps, {len(gaps)} draws: insertion minus deletion {min(gaps):.3f} to {max(gaps):.3f}; a stage not above that points no better than noise")
@@ -139,6 +137,12 @@ def _print_layer_scores(model, image: Path, target: str|int):
 def cmd_report(a) -> int:
     "Train (unless `--run` is given) and write the Session 8 report."
     from eva_cam.report import make_report, read_run
+    from eva_cam.run import get_recipe
+    if a.run is None:  # a start line: the training below takes minutes before anything else is printed
+        n = a.epochs or get_recipe(a.recipe)['epochs']
+        print(f"eva_cam report: training {a.recipe} for {n} epoch{'s' * (n != 1)} on data {a.data!r} into {Path(a.out)/'run'}, "
+              f"then writing {Path(a.out)/'report.html'}", flush=True)
+    else: print(f"eva_cam report: writing {Path(a.out)/'report.html'} on the run in {a.run}", flush=True)
     path = make_report(out=a.out, run=a.run, data=a.data, recipe=a.recipe, epochs=a.epochs,
                        batch_size=a.batch_size, device=a.device, limit=a.limit, num_workers=a.workers, force=a.force)
     m = read_run(a.run if a.run is not None else Path(a.out)/'run')[0]  # the run reported on: say what it reached, as `train` does

@@ -11,7 +11,8 @@ from .core import eval_mode
 from .gradcam import _check_targets, gradcam
 
 # %% auto #0
-__all__ = ['STAGES', 'confidence_change', 'deletion_insertion', 'score_maps', 'stages_in', 'rank_layers', 'faithfulness']
+__all__ = ['STAGES', 'confidence_change', 'deletion_insertion', 'score_maps', 'stages_in', 'insertion_minus_deletion',
+           'rank_layers', 'random_maps', 'faithfulness']
 
 # %% ../nbs/04a_faithfulness.ipynb #86310570
 def _target_probs(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
@@ -97,22 +98,39 @@ def stages_in(model: nn.Module) -> list:
     names = dict(model.named_modules())
     return [n for n in STAGES if n in names]
 
+def insertion_minus_deletion(s: dict # one name's measures from `score_maps`: `{'deletion_auc': float, 'insertion_auc': float, ...}`
+                             ) -> float:
+    "Insertion area minus deletion area, in [-1, 1]: how far ahead of its deletion curve a map's insertion curve runs, higher is better."
+    return s['insertion_auc'] - s['deletion_auc']
+
 def rank_layers(scores: dict) -> list:
     """The names of `scores` (`{name: {measure: float}}`, from `score_maps`, or `faithfulness` for one method), the most
-    faithful first: by insertion area minus deletion area, highest first (ties keep their order)."""
-    return sorted(scores, key=lambda n: scores[n]['deletion_auc'] - scores[n]['insertion_auc'])
+    faithful first: by `insertion_minus_deletion`, highest first (ties keep their order)."""
+    return sorted(scores, key=lambda n: -insertion_minus_deletion(scores[n]))
+
+def random_maps(x: torch.Tensor, # the images `(N, C, H, W)` the maps are for
+                draws: int = 4, # how many sets of maps
+               ) -> dict:
+    """`draws` sets of maps of uniform random numbers in [0, 1), `{'random 0': (N, H, W), ...}`, seeded 0, 1, ... so that
+    every caller draws the same maps: maps that know nothing about the model, the floor a map has to clear. Score them
+    with the maps they are a floor for, in one `score_maps` call. Raises ValueError for `draws` < 1."""
+    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1: raise ValueError(f"draws must be an integer >= 1, got {draws!r}.")
+    return {f'random {s}': torch.rand(len(x), *x.shape[-2:], generator=torch.Generator().manual_seed(s)) for s in range(draws)}
 
 # %% ../nbs/04a_faithfulness.ipynb #e80352ee
 def faithfulness(model: nn.Module, x: torch.Tensor, targets, # images `(N, C, H, W)` and their classes `(N,)`
                  layers: list = STAGES, # the layers to score
                  method: str|list = 'gradcam', # one of CAM_METHODS, or a list of them
                  steps: int = 16, # see `deletion_insertion`
+                 floor: int = 0, # how many sets of `random_maps` to score beside the maps, as the floor
                 ) -> dict:
     """`score_maps` of each layer's maps by `method`, for the given classes: `{layer: {measure: mean}}`, or
-    `{method: {layer: ...}}` when `method` is a list. The maps of all layers and methods come from one forward and one
-    backward pass (`gradcam`), and all of them are scored in one batched call."""
+    `{method: {layer: ...}}` when `method` is a list, and beside them `'random 0'`, `'random 1'`, ... for `floor` > 0.
+    The maps of all layers and methods come from one forward and one backward pass (`gradcam`), and all of them, with
+    the random ones, are scored in one batched call. Raises ValueError for `floor` not an integer >= 0."""
+    if isinstance(floor, bool) or not isinstance(floor, int) or floor < 0: raise ValueError(f"floor must be an integer >= 0, got {floor!r}.")
     t = _targets(targets, x)
-    cams = gradcam(model, x, list(layers), t, method=method)
-    if isinstance(method, str): return score_maps(model, x, cams, t, steps)
-    flat = score_maps(model, x, {(m, n): c for m, cs in cams.items() for n, c in cs.items()}, t, steps)
-    return {m: {n: flat[m, n] for n in cs} for m, cs in cams.items()}
+    cams, noise = gradcam(model, x, list(layers), t, method=method), random_maps(x, floor) if floor else {}
+    if isinstance(method, str): return score_maps(model, x, {**cams, **noise}, t, steps)
+    flat = score_maps(model, x, {**{(m, n): c for m, cs in cams.items() for n, c in cs.items()}, **noise}, t, steps)
+    return {**{m: {n: flat[m, n] for n in cs} for m, cs in cams.items()}, **{n: flat[n] for n in noise}}

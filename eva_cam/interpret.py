@@ -37,9 +37,10 @@ def get_misclassified(model: nn.Module, dl, n: int = 10, device: str|torch.devic
 
     `dl` must be a DataLoader that keeps its dataset's order (like the test loader): images are looked up by position.
     Raises ValueError for `n` not an integer >= 0, a loader that shuffles or reorders, or `preds` of another length."""
-    try: n = operator.index(n)  # Python and NumPy integers
-    except TypeError: n = -1
-    if isinstance(n, bool) or n < 0: raise ValueError(f"n must be an integer >= 0, got {n!r}.")
+    try: k = operator.index(n)  # Python and NumPy integers
+    except TypeError: k = -1
+    if isinstance(n, bool) or k < 0: raise ValueError(f"n must be an integer >= 0, got {n!r}.")
+    n = k
     order = [getattr(dl, 'sampler', None), getattr(getattr(dl, 'batch_sampler', None), 'sampler', None)]
     if not all(isinstance(s, torch.utils.data.SequentialSampler) for s in order):
         raise ValueError(f"get_misclassified needs a DataLoader that does not shuffle (like the test loader): it looks images up "

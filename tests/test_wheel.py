@@ -44,6 +44,7 @@ def test_wheel_installs_and_runs(tmp_path):
     out = run(exe, 'report', '--data', 'sample', '--epochs', '1', '--limit', '256', '--batch-size', '64', '--workers', '0',
               '--out', tmp_path/'report', cwd=tmp_path)
     m = json.loads((tmp_path/'report'/'run'/'metrics.json').read_text())
+    assert out.startswith("eva_cam report: training fast for 1 epoch on data 'sample'"), out  # the start line, before the training
     assert f"1 epoch of fast, final test accuracy {m['final_test_acc']:.2%} on {m['test_images']:,} test images (sample)" in out, out
     page = (tmp_path/'report'/'report.html').read_text()
     assert page.count('<img alt=') == 4 and 'Session 8 report' in page
