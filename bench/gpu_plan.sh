@@ -50,6 +50,18 @@ data = f.read_bytes(); f.unlink()
 for i in range(0, len(data), 15_000_000): (f.parent/f"{f.name}.part{i // 15_000_000}").write_bytes(data[i:i + 15_000_000])
 print('weights of', r['name'], r['final_test_acc'], len(data), 'bytes')
 PY
+# chapter 05's report on a GPU, never tested there before: the model on CUDA, the misclassified images on the CPU
+# (faithfulness moves each batch to the model since session 20); a failure is printed, the records still come back
+timeout 90 python3 - <<'PY' 2>&1 | tail -n 4
+import json, time
+from pathlib import Path
+from eva_cam.report import report_figures
+recs = [json.loads(p.read_text()) for p in sorted(Path('bench/results/plan').glob('*.json'))]
+runs = [Path(r['run_folder']) for r in recs if r.get('finished') and Path(r.get('run_folder', '/none')).is_dir()]
+if not runs: raise SystemExit('report on cuda: no finished run folder in this call')
+t0 = time.time(); r = report_figures(runs[0], device='cuda')
+print('report on cuda:', runs[0].name, {n: round(s['insertion_auc'] - s['deletion_auc'], 3) for n, s in {**r['layer_scores'], **r['random_scores']}.items()}, f'{time.time() - t0:.0f} s')
+PY
 tar czf "$OUT/plan-results.tgz" bench/results/plan bench/results/summary.md
 (cd /tmp && tar czf "$OUT/run-folders.tgz" --exclude='*.pt' eva_runs) 2>/dev/null
 cat bench/results/summary.md

@@ -41,12 +41,13 @@ class GradCamExplorer:
         if images.ndim != 4 or images.shape[1] != 3 or len(images) == 0:
             raise ValueError(f"images must be normalised (N, 3, H, W) with N >= 1, got shape {tuple(images.shape)}.")
         if len(labels) != len(images): raise ValueError(f"{len(images)} images but {len(labels)} labels.")
-        bad = [int(l) for l in labels if not 0 <= int(l) < len(classes)]
-        if bad: raise ValueError(f"A label {bad[0]} is outside 0..{len(classes) - 1} (the {len(classes)} classes).")
-        self.model, self.images, self.labels = unwrap(model), images.detach().cpu(), [int(l) for l in labels]
+        self.model, self.images = unwrap(model), images.detach().cpu()
         with eval_mode(self.model), torch.no_grad(): outputs = self.model(self.images[:1].to(model_device(self.model))).shape[-1]
         if outputs != len(classes):
             raise ValueError(f"The model gives {outputs} class scores but {len(classes)} classes were given: pass `classes` with one name per output.")
+        bad = [int(l) for l in labels if not 0 <= int(l) < len(classes)]
+        if bad: raise ValueError(f"A label {bad[0]} is outside 0..{len(classes) - 1} (the {len(classes)} classes).")
+        self.labels = [int(l) for l in labels]
         self.classes, self.mean, self.std, self.size, self.steps = classes, mean, std, size, steps
         self.layers = cam_layers(self.model, (1, *self.images.shape[1:]))  # name -> (C, h, w)
         self.stages = [n for n in self.layers if '.' not in n] or list(self.layers)  # ranked in the score panel

@@ -4,10 +4,11 @@
 
 # %% ../nbs/04a_faithfulness.ipynb #8f57c62e
 from __future__ import annotations
+import operator
 import torch
 import torch.nn as nn
 
-from .core import eval_mode
+from .core import eval_mode, model_device
 from .gradcam import _check_targets, gradcam
 
 # %% auto #0
@@ -16,9 +17,11 @@ __all__ = ['STAGES', 'confidence_change', 'deletion_insertion', 'score_maps', 's
 
 # %% ../nbs/04a_faithfulness.ipynb #86310570
 def _target_probs(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    "Softmax probability of each image's target class, `(N,)`, in eval mode and without gradients."
+    """Softmax probability of each image's target class, `(N,)` on `x`'s device, in eval mode and without gradients; each
+    batch goes to the model's device (images on the CPU, model on a GPU: as the report has them)."""
+    dev = model_device(model)
     with torch.no_grad(), eval_mode(model):
-        return torch.cat([model(x[i:i + batch_size]).float().softmax(1).gather(1, targets[i:i + batch_size, None])[:, 0]
+        return torch.cat([model(x[i:i + batch_size].to(dev)).float().softmax(1).to(x.device).gather(1, targets[i:i + batch_size, None])[:, 0]
                           for i in range(0, len(x), batch_size)])
 
 def _check_cams(cams: torch.Tensor, x: torch.Tensor, name: str = 'cams'):
@@ -84,9 +87,10 @@ def score_maps(model: nn.Module, x: torch.Tensor, # the classifier and normalise
     t, names = _targets(targets, x), list(cams)
     for n in names: _check_cams(cams[n], x, f"cams[{n!r}]")
     if not names: return {}
-    xs, ts, cs = x.repeat(len(names), 1, 1, 1), t.repeat(len(names)), torch.cat([cams[n].to(x) for n in names])
+    # the maps stay float32 whatever x is: in bf16 a map has ~128 levels in [0.5, 1), and ties would order pixels row by row
+    xs, ts, cs = x.repeat(len(names), 1, 1, 1), t.repeat(len(names)), torch.cat([cams[n].to(x.device, torch.float32) for n in names])
     di = deletion_insertion(model, xs, cs, ts, steps)
-    cc = _target_probs(model, xs * cs[:, None], ts) - di['deletion'][:, 0]  # a deletion curve starts on the unchanged image
+    cc = _target_probs(model, xs * cs[:, None].to(xs.dtype), ts) - di['deletion'][:, 0]  # a deletion curve starts on the unchanged image
     per = {'deletion_auc': di['deletion_auc'], 'insertion_auc': di['insertion_auc'], 'confidence_change': cc}
     per = {k: v.view(len(names), -1).mean(1).tolist() for k, v in per.items()}
     return {n: {k: v[j] for k, v in per.items()} for j, n in enumerate(names)}
@@ -108,13 +112,20 @@ def rank_layers(scores: dict) -> list:
     faithful first: by `insertion_minus_deletion`, highest first (ties keep their order)."""
     return sorted(scores, key=lambda n: -insertion_minus_deletion(scores[n]))
 
+# %% ../nbs/04a_faithfulness.ipynb #caa12170
+def _count(n) -> int:
+    "`n` as an int if it is a Python or NumPy integer (not a bool), else -1."
+    try: return -1 if isinstance(n, bool) else operator.index(n)
+    except TypeError: return -1
+
 def random_maps(x: torch.Tensor, # the images `(N, C, H, W)` the maps are for
                 draws: int = 4, # how many sets of maps
                ) -> dict:
-    """`draws` sets of maps of uniform random numbers in [0, 1), `{'random 0': (N, H, W), ...}`, seeded 0, 1, ... so that
-    every caller draws the same maps: maps that know nothing about the model, the floor a map has to clear. Score them
-    with the maps they are a floor for, in one `score_maps` call. Raises ValueError for `draws` < 1."""
-    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1: raise ValueError(f"draws must be an integer >= 1, got {draws!r}.")
+    """`draws` sets of maps of uniform random numbers in [0, 1), `{'random 0': (N, H, W), ...}` on the CPU, seeded 0, 1, ...
+    so that callers with images of the same shape draw the same maps: maps that know nothing about the model, the floor a
+    map has to clear. Score them with the maps they are a floor for, in one `score_maps` call. Raises ValueError for
+    `draws` not an integer >= 1."""
+    if _count(draws) < 1: raise ValueError(f"draws must be an integer >= 1, got {draws!r}.")
     return {f'random {s}': torch.rand(len(x), *x.shape[-2:], generator=torch.Generator().manual_seed(s)) for s in range(draws)}
 
 # %% ../nbs/04a_faithfulness.ipynb #e80352ee
@@ -128,9 +139,11 @@ def faithfulness(model: nn.Module, x: torch.Tensor, targets, # images `(N, C, H,
     `{method: {layer: ...}}` when `method` is a list, and beside them `'random 0'`, `'random 1'`, ... for `floor` > 0.
     The maps of all layers and methods come from one forward and one backward pass (`gradcam`), and all of them, with
     the random ones, are scored in one batched call. Raises ValueError for `floor` not an integer >= 0."""
-    if isinstance(floor, bool) or not isinstance(floor, int) or floor < 0: raise ValueError(f"floor must be an integer >= 0, got {floor!r}.")
+    if _count(floor) < 0: raise ValueError(f"floor must be an integer >= 0, got {floor!r}.")
+    clash = sorted({f'random {k}' for k in range(_count(floor))} & (set(layers) | set([method] if isinstance(method, str) else method)))
+    if clash: raise ValueError(f"A layer or method is called {clash[0]!r}, the name of a set of random maps: score it with floor=0.")
     t = _targets(targets, x)
-    cams, noise = gradcam(model, x, list(layers), t, method=method), random_maps(x, floor) if floor else {}
+    cams, noise = gradcam(model, x, list(layers), t, method=method), random_maps(x, _count(floor)) if floor else {}
     if isinstance(method, str): return score_maps(model, x, {**cams, **noise}, t, steps)
     flat = score_maps(model, x, {**{(m, n): c for m, cs in cams.items() for n, c in cs.items()}, **noise}, t, steps)
     return {**{m: {n: flat[m, n] for n in cs} for m, cs in cams.items()}, **{n: flat[n] for n in noise}}
