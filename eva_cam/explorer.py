@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from .core import eval_mode, model_device, unwrap
+from .core import model_device, unwrap
 from .data import CIFAR10_MEAN, CIFAR10_STD, CLASSES, denormalize, get_transforms, load_cifar10
 from .faithfulness import rank_layers, score_maps
 from .gradcam import CAM_METHODS, _raw_cams, cam_layers, overlay, scale_cam
@@ -42,16 +42,16 @@ class GradCamExplorer:
             raise ValueError(f"images must be normalised (N, 3, H, W) with N >= 1, got shape {tuple(images.shape)}.")
         if len(labels) != len(images): raise ValueError(f"{len(images)} images but {len(labels)} labels.")
         self.model, self.images = unwrap(model), images.detach().cpu()
-        with eval_mode(self.model), torch.no_grad(): outputs = self.model(self.images[:1].to(model_device(self.model))).shape[-1]
-        if outputs != len(classes):
-            raise ValueError(f"The model gives {outputs} class scores but {len(classes)} classes were given: pass `classes` with one name per output.")
+        self.layers = cam_layers(self.model, (1, *self.images.shape[1:]))  # name -> (C, h, w)
+        self.stages = [n for n in self.layers if '.' not in n] or list(self.layers)  # ranked in the score panel
+        self.cache, self.probs, self.scores = {}, {}, {}  # (image, class, method) -> {layer: map} / {layer: scores}; image -> probabilities
+        self.maps(0)  # the first view's maps, cached; its probabilities give the model's number of classes
+        if len(self.probs[0]) != len(classes):
+            raise ValueError(f"The model gives {len(self.probs[0])} class scores but {len(classes)} classes were given: pass `classes` with one name per output.")
         bad = [int(l) for l in labels if not 0 <= int(l) < len(classes)]
         if bad: raise ValueError(f"A label {bad[0]} is outside 0..{len(classes) - 1} (the {len(classes)} classes).")
         self.labels = [int(l) for l in labels]
         self.classes, self.mean, self.std, self.size, self.steps = classes, mean, std, size, steps
-        self.layers = cam_layers(self.model, (1, *self.images.shape[1:]))  # name -> (C, h, w)
-        self.stages = [n for n in self.layers if '.' not in n] or list(self.layers)  # ranked in the score panel
-        self.cache, self.probs, self.scores = {}, {}, {}  # (image, class, method) -> {layer: map} / {layer: scores}; image -> probabilities
         self._build()
         self.update()
 
