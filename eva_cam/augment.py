@@ -8,6 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .core import is_int
 from .data import CIFAR10_MEAN, CIFAR10_STD, CifarDataset, check_augment
 
 # %% auto #0
@@ -86,7 +87,7 @@ class DeviceLoader:
                  seed: int = 0, # seeds the generator of shuffles and parameters (see `reseed`)
                  device: str|torch.device = 'cpu',
                  translate: int = 4): # for 'standard': the most pixels an image moves each way
-        if batch_size < 1: raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
+        if not is_int(batch_size, 1): raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
         check_augment(tfms, cutout, translate)
         self.dataset, self.tfms, self.batch_size, self.cutout, self.translate = dataset, tfms, batch_size, cutout, translate
         self.device, self.generator = torch.device(device), torch.Generator().manual_seed(seed)
@@ -112,9 +113,9 @@ class ProgressiveResize:
                  side: int, # the side of the early epochs' images, 8 to 32 pixels
                  epochs: int, # how many epochs, from the first, train at `side`; later ones at the loader's own size
                  device: str|torch.device|None = None): # where the small epochs resize: None where the batches are; the training device copies them there first
-        if not (isinstance(side, int) and not isinstance(side, bool) and 8 <= side <= 32):
+        if not is_int(side, 8, 32):
             raise ValueError(f"side={side!r}: expected an integer from 8 to 32 pixels.")
-        if not (isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 0):
+        if not is_int(epochs, 0):
             raise ValueError(f"epochs={epochs!r}: expected an integer >= 0.")
         self.dl, self.side, self.epochs, self.resize_device, self.epoch = dl, side, epochs, device, 0
     def __getattr__(self, name):  # dataset, sampler, generator, num_workers, batch_size: the wrapped loader's

@@ -118,20 +118,19 @@ def cmd_cam(a) -> int:
 def _print_layer_scores(model, image: Path, target: str|int):
     "How faithful each stage's Grad-CAM is on this one image for class `target` (a name or an index; chapter 04a), the most faithful first, with random maps as the floor."
     from eva_cam.data import CLASSES
-    from eva_cam.faithfulness import faithfulness, insertion_minus_deletion, rank_layers, stages_in
+    from eva_cam.faithfulness import faithfulness, floor_text, rank_layers, split_floor, stages_in
     from eva_cam.gradcam import load_image
     layers = stages_in(model)
     if not layers: return
     x, _ = load_image(image)
     cls = int(target) if str(target).isdigit() else CLASSES.index(target)
-    scores = faithfulness(model, x, [cls], layers, steps=16, floor=4)  # the stages and four sets of random maps, in one batch
-    gaps = [insertion_minus_deletion(s) for n, s in scores.items() if n not in layers]
+    scores, draws = split_floor(faithfulness(model, x, [cls], layers, steps=16, floor=4))  # the stages and four sets of random maps, in one batch
     print(f"faithfulness of each stage's map for {CLASSES[cls]} on this one image, most faithful first (deletion: lower is better; "
           f"insertion, confidence change: higher is better; chapter 04a scores 40 images):")
-    for n in rank_layers({n: scores[n] for n in layers}):
+    for n in rank_layers(scores):
         s = scores[n]
         print(f"{n:>12s} deletion {s['deletion_auc']:.3f}  insertion {s['insertion_auc']:.3f}  confidence change {s['confidence_change']:+.3f}")
-    print(f"random maps, {len(gaps)} draws: insertion minus deletion {min(gaps):.3f} to {max(gaps):.3f}; a stage not above that points no better than noise")
+    print(floor_text(draws))
 
 # %% ../nbs/06_cli.ipynb #2f3d6541
 def cmd_report(a) -> int:

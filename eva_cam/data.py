@@ -18,6 +18,8 @@ from albumentations.pytorch import ToTensorV2
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
+from .core import is_int
+
 # %% auto #0
 __all__ = ['CLASSES', 'CIFAR10_MEAN', 'CIFAR10_STD', 'SAMPLE_PATH', 'LAYOUTS', 'TRANSFORMS', 'Cifar10', 'read_local',
            'default_cache_dir', 'download_cifar10', 'find_local', 'load_cifar10', 'full_cifar10', 'channel_stats',
@@ -247,11 +249,10 @@ def _cutout(size: int, mean: tuple, p: float = 0.5):
 
 def check_augment(tfms: str, cutout: int, translate: int, tfms_key: str = 'tfms'):
     "Raise a ValueError naming the bad value, `key=value: expected ...`, unless `tfms` is one of TRANSFORMS, `cutout` in 0..32 and `translate` in 0..16."
-    whole = lambda v, hi: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= hi
     for key, value, ok, expected in (
             (tfms_key, tfms, tfms in TRANSFORMS, f"one of {TRANSFORMS}"),  # tfms_key: the caller's name for it
-            ('cutout', cutout, whole(cutout, 32), 'the side of the hole in pixels, an integer from 0 (no cutout) to 32'),
-            ('translate', translate, whole(translate, 16), 'the most pixels an image moves each way, an integer from 0 to 16')):
+            ('cutout', cutout, is_int(cutout, 0, 32), 'the side of the hole in pixels, an integer from 0 (no cutout) to 32'),
+            ('translate', translate, is_int(translate, 0, 16), 'the most pixels an image moves each way, an integer from 0 to 16')):
         if not ok: raise ValueError(f"{key}={value!r}: expected {expected}.")
 
 def get_transforms(name: str = 'standard', # one of TRANSFORMS
@@ -303,7 +304,7 @@ def reseed(dl, # a DataLoader, DeviceLoader or ProgressiveResize (chapter 00a)
 # %% ../nbs/00_data.ipynb #277de14b
 def check_limit(limit) -> int|None:
     "`limit` (use only the first `limit` images of each split) must be None or a positive integer; raises ValueError naming it otherwise."
-    if limit is None or (isinstance(limit, int) and not isinstance(limit, bool) and limit > 0): return limit
+    if limit is None or is_int(limit, 1): return limit
     raise ValueError(f"limit must be a positive integer or None, got {limit!r}.")
 
 # %% ../nbs/00_data.ipynb #db899272
@@ -325,7 +326,7 @@ def get_dataloaders(data: Cifar10, # the images, from `load_cifar10`
                     translate: int = 4, # how far 'standard' moves an image each way, see `get_transforms`
                    ) -> tuple[DataLoader, DataLoader]:
     "Training (shuffled, augmented) and test DataLoaders for `data` (this process's share of them in a distributed run)."
-    if batch_size < 1: raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
+    if not is_int(batch_size, 1): raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
     check_limit(limit); check_augment(tfms, cutout, translate)  # named as this function's arguments
     if not 0 <= rank < world_size: raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}.")
     if batch_size % world_size: raise ValueError(f"batch_size {batch_size} must be a multiple of the {world_size} processes (each takes an equal share).")

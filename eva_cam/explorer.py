@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from .core import model_device, unwrap
+from .core import is_int, model_device, unwrap
 from .data import CIFAR10_MEAN, CIFAR10_STD, CLASSES, denormalize, get_transforms, load_cifar10
 from .faithfulness import rank_layers, score_maps
 from .gradcam import CAM_METHODS, _raw_cams, cam_layers, overlay, scale_cam
@@ -149,7 +149,7 @@ def explore(model: nn.Module|None = None, # default: the trained ResNet18 eva_ca
             n: int = 16, # how many of the bundled sample's test images, from the first
            ) -> GradCamExplorer:
     "A `GradCamExplorer` on `model` and the first `n` test images of the bundled sample (1 to 200); show it with `.widget`."
-    if not (isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 200): raise ValueError(f"n must be an integer from 1 to 200 (the sample's test images), got {n!r}.")
+    if not is_int(n, 1, 200): raise ValueError(f"n must be an integer from 1 to 200 (the sample's test images), got {n!r}.")
     model = load_pretrained() if model is None else model
     sample, tfm = load_cifar10('sample'), get_transforms('none')[1]
     images = torch.stack([tfm(image=im)['image'] for im in sample.x_test[:n]])

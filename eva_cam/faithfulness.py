@@ -4,16 +4,15 @@
 
 # %% ../nbs/04a_faithfulness.ipynb #8f57c62e
 from __future__ import annotations
-import operator
 import torch
 import torch.nn as nn
 
-from .core import eval_mode, model_device
+from .core import eval_mode, is_int, model_device
 from .gradcam import _check_targets, gradcam
 
 # %% auto #0
 __all__ = ['STAGES', 'confidence_change', 'deletion_insertion', 'score_maps', 'stages_in', 'insertion_minus_deletion',
-           'rank_layers', 'random_maps', 'faithfulness']
+           'rank_layers', 'random_maps', 'faithfulness', 'split_floor', 'floor_text']
 
 # %% ../nbs/04a_faithfulness.ipynb #86310570
 def _target_probs(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
@@ -69,7 +68,7 @@ def deletion_insertion(model: nn.Module, # the classifier
     Returns `deletion` and `insertion` `(N, steps + 1)`, and `deletion_auc` and `insertion_auc` `(N,)` (trapezoid rule over
     the fraction of pixels, 0 to 1). Ties in a map keep pixel order (a stable sort), so a flat map deletes row by row."""
     _check_cams(cams, x)
-    if not (isinstance(steps, int) and steps >= 1): raise ValueError(f"steps must be a positive integer, got {steps!r}.")
+    if not is_int(steps, 1): raise ValueError(f"steps must be a positive integer, got {steps!r}.")
     t = _targets(targets, x)
     base = torch.zeros_like(x) if baseline is None else torch.as_tensor(baseline).to(x).expand_as(x)
     parts = [_curves(model, x[i:i + chunk], cams[i:i + chunk], t[i:i + chunk], base[i:i + chunk], steps) for i in range(0, len(x), chunk)]
@@ -113,11 +112,6 @@ def rank_layers(scores: dict) -> list:
     return sorted(scores, key=lambda n: -insertion_minus_deletion(scores[n]))
 
 # %% ../nbs/04a_faithfulness.ipynb #caa12170
-def _count(n) -> int:
-    "`n` as an int if it is a Python or NumPy integer (not a bool), else -1."
-    try: return -1 if isinstance(n, bool) else operator.index(n)
-    except TypeError: return -1
-
 def random_maps(x: torch.Tensor, # the images `(N, C, H, W)` the maps are for
                 draws: int = 4, # how many sets of maps
                ) -> dict:
@@ -125,7 +119,7 @@ def random_maps(x: torch.Tensor, # the images `(N, C, H, W)` the maps are for
     so that callers with images of the same shape draw the same maps: maps that know nothing about the model, the floor a
     map has to clear. Score them with the maps they are a floor for, in one `score_maps` call. Raises ValueError for
     `draws` not an integer >= 1."""
-    if _count(draws) < 1: raise ValueError(f"draws must be an integer >= 1, got {draws!r}.")
+    if not is_int(draws, 1): raise ValueError(f"draws must be an integer >= 1, got {draws!r}.")
     return {f'random {s}': torch.rand(len(x), *x.shape[-2:], generator=torch.Generator().manual_seed(s)) for s in range(draws)}
 
 # %% ../nbs/04a_faithfulness.ipynb #e80352ee
@@ -139,11 +133,27 @@ def faithfulness(model: nn.Module, x: torch.Tensor, targets, # images `(N, C, H,
     `{method: {layer: ...}}` when `method` is a list, and beside them `'random 0'`, `'random 1'`, ... for `floor` > 0.
     The maps of all layers and methods come from one forward and one backward pass (`gradcam`), and all of them, with
     the random ones, are scored in one batched call. Raises ValueError for `floor` not an integer >= 0."""
-    if _count(floor) < 0: raise ValueError(f"floor must be an integer >= 0, got {floor!r}.")
-    clash = sorted({f'random {k}' for k in range(_count(floor))} & (set(layers) | set([method] if isinstance(method, str) else method)))
+    if not is_int(floor, 0): raise ValueError(f"floor must be an integer >= 0, got {floor!r}.")
+    clash = sorted({f'random {k}' for k in range(floor)} & (set(layers) | set([method] if isinstance(method, str) else method)))
     if clash: raise ValueError(f"A layer or method is called {clash[0]!r}, the name of a set of random maps: score it with floor=0.")
     t = _targets(targets, x)
-    cams, noise = gradcam(model, x, list(layers), t, method=method), random_maps(x, _count(floor)) if floor else {}
+    cams, noise = gradcam(model, x, list(layers), t, method=method), random_maps(x, floor) if floor else {}
     if isinstance(method, str): return score_maps(model, x, {**cams, **noise}, t, steps)
     flat = score_maps(model, x, {**{(m, n): c for m, cs in cams.items() for n, c in cs.items()}, **noise}, t, steps)
     return {**{m: {n: flat[m, n] for n in cs} for m, cs in cams.items()}, **{n: flat[n] for n in noise}}
+
+# %% ../nbs/04a_faithfulness.ipynb #3b4e5f88
+def _is_random(name) -> bool: return isinstance(name, str) and name.startswith('random ') and name[7:].isdigit()
+
+def split_floor(scores: dict) -> tuple[dict, dict]:
+    """`faithfulness(..., floor=k)`'s scores in two dicts, each in the order scored: the maps' (`{layer: ...}`, or
+    `{method: {layer: ...}}`) and the random sets' (`{'random 0': ..., ...}`, empty for `floor=0`)."""
+    return {n: s for n, s in scores.items() if not _is_random(n)}, {n: s for n, s in scores.items() if _is_random(n)}
+
+def floor_text(random_scores: dict) -> str:
+    """The floor in one sentence: how many sets of random maps, and the range of their `insertion_minus_deletion`.
+    Raises ValueError for no sets (score them with `faithfulness(..., floor=4)`)."""
+    if not random_scores: raise ValueError("No random maps to state a floor for: score them with faithfulness(..., floor=4).")
+    gaps = [insertion_minus_deletion(s) for s in random_scores.values()]
+    return (f"random maps ({len(gaps)} sets) reach {min(gaps):.3f} to {max(gaps):.3f} by insertion minus deletion: "
+            f"a map not above that points at the evidence no better than noise")

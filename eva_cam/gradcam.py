@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from .data import CIFAR10_MEAN, CIFAR10_STD, CLASSES, denormalize
-from .core import atomic_write, eval_mode, model_device, unwrap
+from .core import atomic_write, eval_mode, is_int, model_device, unwrap
 
 # %% auto #0
 __all__ = ['WEIGHTINGS', 'CAM_METHODS', 'GRADIENT_FREE', 'cam_layers', 'CamHooks', 'gradcam_weights', 'gradcampp_weights',
@@ -362,7 +362,7 @@ def explain_image(model: nn.Module, image_path: str|Path,
     check_cam_out(image_path, out)
     def index(c):
         if isinstance(c, str) and c in classes: return classes.index(c)
-        if isinstance(c, (int, np.integer)) and not isinstance(c, bool) and 0 <= c < len(classes): return int(c)
+        if is_int(c, 0, len(classes) - 1): return int(c)
         raise ValueError(f"Unknown class {c!r}: expected 'pred', 'true', one of {list(classes)} or an index below {len(classes)}.")
     true = None if true_class is None else index(true_class)
     if target == 'true' and true is None: raise ValueError("target='true' (--target true) needs true_class (--true-class), the image's real class.")

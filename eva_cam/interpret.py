@@ -4,7 +4,6 @@
 
 # %% ../nbs/03a_interpret.ipynb #dedffad5
 from __future__ import annotations
-import operator
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
@@ -12,6 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .core import is_int
 from .data import CLASSES, show_images
 from .train import predict
 
@@ -37,10 +37,8 @@ def get_misclassified(model: nn.Module, dl, n: int = 10, device: str|torch.devic
 
     `dl` must be a DataLoader that keeps its dataset's order (like the test loader): images are looked up by position.
     Raises ValueError for `n` not an integer >= 0, a loader that shuffles or reorders, or `preds` of another length."""
-    try: k = operator.index(n)  # Python and NumPy integers
-    except TypeError: k = -1
-    if isinstance(n, bool) or k < 0: raise ValueError(f"n must be an integer >= 0, got {n!r}.")
-    n = k
+    if not is_int(n, 0): raise ValueError(f"n must be an integer >= 0, got {n!r}.")
+    n = int(n)
     order = [getattr(dl, 'sampler', None), getattr(getattr(dl, 'batch_sampler', None), 'sampler', None)]
     if not all(isinstance(s, torch.utils.data.SequentialSampler) for s in order):
         raise ValueError(f"get_misclassified needs a DataLoader that does not shuffle (like the test loader): it looks images up "

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from .core import atomic_write, autocast, get_device, grad_scaler, model_device, resolve_precision, rng_state, set_rng_state, unwrap
+from .core import atomic_write, autocast, get_device, grad_scaler, is_int, model_device, resolve_precision, rng_state, set_rng_state, unwrap
 from .train import train_step
 
 # %% auto #0
@@ -35,7 +35,7 @@ def lr_schedule(start_lr: float, # learning rate of the first step, > 0
     if step_mode not in STEP_MODES: raise ValueError(f"Unknown step_mode {step_mode!r}: expected one of {STEP_MODES}.")
     if not start_lr > 0: raise ValueError(f"start_lr must be > 0 (the curve is drawn on a log axis), got {start_lr}.")
     if not end_lr > start_lr: raise ValueError(f"end_lr must be larger than start_lr, got start_lr={start_lr}, end_lr={end_lr}.")
-    if int(num_iter) != num_iter or num_iter < 2: raise ValueError(f"num_iter must be an integer >= 2, got {num_iter}.")
+    if not is_int(num_iter, 2): raise ValueError(f"num_iter must be an integer >= 2, got {num_iter!r}.")
     # numpy's geomspace and linspace set both endpoints exactly
     return (np.geomspace if step_mode == 'exp' else np.linspace)(float(start_lr), float(end_lr), int(num_iter))
 
@@ -232,7 +232,7 @@ def _check_args(model, train_dl, optimizer, num_iter, smooth_f, diverge_th, val_
                          f"{MIN_POINTS} of them, so num_iter must be at least {need}.")
     if not 0 <= smooth_f < 1: raise ValueError(f"smooth_f must be in [0, 1), got {smooth_f}.")
     if not diverge_th > 1: raise ValueError(f"diverge_th must be > 1 (stop when the loss exceeds diverge_th x its best), got {diverge_th}.")
-    if not isinstance(accumulation_steps, int) or accumulation_steps < 1:
+    if not is_int(accumulation_steps, 1):
         raise ValueError(f"accumulation_steps must be an integer >= 1, got {accumulation_steps!r}.")
     for name, dl in (('train_dl', train_dl), ('val_dl', val_dl)):
         if dl is not None and hasattr(dl, '__len__') and len(dl) == 0:

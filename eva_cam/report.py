@@ -10,7 +10,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from .data import CLASSES, load_cifar10
-from .faithfulness import faithfulness, insertion_minus_deletion, rank_layers, stages_in
+from .faithfulness import faithfulness, floor_text, rank_layers, split_floor, stages_in
 from .gradcam import plot_gradcam_misclassified
 from .core import atomic_write, get_device
 from .interpret import get_misclassified, per_class_accuracy, plot_confusion_matrix, plot_misclassified
@@ -109,11 +109,11 @@ def report_figures(run: str|Path, # a run folder written by `train_run`
     pred = logits.argmax(1)
     mistakes = get_misclassified(model, test_dl, n, preds=(logits, labels))
     stages = stages_in(model)
-    scores = faithfulness(model.float(), mistakes.images, mistakes.pred, stages, floor=4) if len(mistakes.pred) and stages else {}
+    scores, draws = split_floor(faithfulness(model.float(), mistakes.images, mistakes.pred, stages, floor=4)) if len(mistakes.pred) and stages else ({}, {})
     return {'metrics': metrics, 'history': history, 'checkpoint': ckpt.name,
             'checkpoint_acc': (pred == labels).float().mean().item(),
             'per_class': per_class_accuracy(labels, pred, CLASSES),
-            'layer_scores': {n: scores[n] for n in stages if n in scores}, 'random_scores': {n: s for n, s in scores.items() if n not in stages},
+            'layer_scores': scores, 'random_scores': draws,
             'figures': {'curves': plot_history(history, title=f"{metrics['recipe']}, {metrics['epochs']} epochs"),
                         'misclassified': plot_misclassified(mistakes.images, mistakes.true, mistakes.pred, CLASSES),
                         'gradcam': plot_gradcam_misclassified(model.float(), mistakes, layer, CLASSES),
@@ -136,12 +136,6 @@ def _table_html(rows, header: tuple|None = None) -> str:
 _TITLES = {'curves': 'Loss and accuracy, train and test', 'misclassified': 'Misclassified test images (predicted, true)',
            'gradcam': 'Grad-CAM of the misclassified images: the maps for the predicted and the true class', 'confusion': 'Confusion matrix'}
 
-def _floor(random_scores: dict) -> str:
-    "What the random maps scored, in words: their range by insertion minus deletion."
-    gaps = [insertion_minus_deletion(s) for s in random_scores.values()]
-    return (f"{len(gaps)} sets of them, scored on the same images, reach {min(gaps):.3f} to {max(gaps):.3f} by insertion minus deletion, "
-            f"so a stage not above that points at the evidence no better than noise")
-
 def write_report(run: str|Path, out: str|Path, data=None, n: int = 10, layer: str = 'layer3', device=None) -> Path:
     "Write `out/report.html` (self-contained) and one PNG per figure for a trained run."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
@@ -160,8 +154,8 @@ def write_report(run: str|Path, out: str|Path, data=None, n: int = 10, layer: st
     if r['layer_scores']:
         parts += ["<h2>How faithful each stage's map is</h2>", "<p>Grad-CAM of each stage for the predicted class of the misclassified images, "
                   "scored as chapter 04a scores maps (means over the images), the most faithful first (insertion minus deletion): "
-                  "deletion, lower is better; insertion and the confidence change, higher is better. Maps of random numbers are the "
-                  f"floor: {_floor(r['random_scores'])}.</p>",
+                  "deletion, lower is better; insertion and the confidence change, higher is better. Maps of random numbers, scored on "
+                  f"the same images, are the floor: {floor_text(r['random_scores'])}.</p>",
                   _table_html([(n, f"{s['deletion_auc']:.3f}", f"{s['insertion_auc']:.3f}", f"{s['confidence_change']:+.3f}")
                                for n, s in ((n, r['layer_scores'][n]) for n in rank_layers(r['layer_scores']))],
                               ('layer', 'deletion', 'insertion', 'confidence change'))]

@@ -16,7 +16,7 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
-from .core import PRECISIONS, _device_name, _distributed, atomic_write, cpu_has_bf16, get_device, is_main, resolve_precision, set_seed, unwrap, world_size
+from .core import PRECISIONS, _device_name, _distributed, atomic_write, cpu_has_bf16, get_device, is_int, is_main, resolve_precision, set_seed, unwrap, world_size
 from .augment import DeviceLoader, ProgressiveResize
 from .data import Cifar10, check_augment, check_limit, get_dataloaders, load_cifar10
 from .lrfinder import lr_find_to_dir
@@ -83,13 +83,12 @@ LR_FIND_RULES = ('valley', 'steepest', 'minimum', 'lowest')  # the suggestions o
 
 # %% ../nbs/03b_run.ipynb #ad7b962e
 def _number(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)  # True is not a number
-def _integer(v) -> bool: return isinstance(v, int) and not isinstance(v, bool)
 def _flag(v) -> bool: return isinstance(v, bool)
 
 _CHECKS = {  # key: (test of its value, what is expected)
     'model': (lambda v: v in MODELS, f"one of {tuple(MODELS)}"),
-    'epochs': (lambda v: _integer(v) and v > 0, 'a positive integer'),
-    'batch_size': (lambda v: _integer(v) and v > 0, 'a positive integer'),
+    'epochs': (lambda v: is_int(v, 1), 'a positive integer'),
+    'batch_size': (lambda v: is_int(v, 1), 'a positive integer'),
     'optimizer': (lambda v: v in OPTIMIZERS, f"one of {OPTIMIZERS}"),
     'lr': (lambda v: v == 'find' or (_number(v) and v > 0), "a positive number or 'find' (finite)"),
     'scheduler': (lambda v: v in SCHEDULERS, f"one of {tuple(SCHEDULERS)}"),
@@ -99,14 +98,14 @@ _CHECKS = {  # key: (test of its value, what is expected)
     'momentum': (lambda v: _number(v) and 0 <= v < 1, 'a number in [0, 1)'),
     'nesterov': (_flag, 'True or False'), 'wd_on_bn_bias': (_flag, 'True or False'),
     'zero_init_residual': (_flag, 'True or False'), 'compile': (_flag, 'True or False'),
-    'seed': (_integer, 'an integer'),
-    'lr_find_iter': (lambda v: _integer(v) and v > 0, 'a positive integer (steps of the LR range test)'),
+    'seed': (is_int, 'an integer'),
+    'lr_find_iter': (lambda v: is_int(v, 1), 'a positive integer (steps of the LR range test)'),
     'lr_find_rule': (lambda v: v in LR_FIND_RULES, f"one of {LR_FIND_RULES} (which suggestion lr='find' trains with)"),
-    'resize_side': (lambda v: _integer(v) and 8 <= v <= 32, 'an integer from 8 to 32 pixels'),
-    'resize_epochs': (lambda v: _integer(v) and v >= 0, 'an integer >= 0'),
+    'resize_side': (lambda v: is_int(v, 8, 32), 'an integer from 8 to 32 pixels'),
+    'resize_epochs': (lambda v: is_int(v, 0), 'an integer >= 0'),
     'ema': (lambda v: _number(v) and 0 <= v < 1, 'a number in [0, 1): the decay per step of the weight average (0: no average)'),
     'lookahead': (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1): Lookahead's largest decay of the slow weights (0: none)"),
-    'swa_epochs': (lambda v: _integer(v) and v >= 0, 'an integer >= 0: how many of the last epochs the equal-weight average covers (0: none)'),
+    'swa_epochs': (lambda v: is_int(v, 0), 'an integer >= 0: how many of the last epochs the equal-weight average covers (0: none)'),
 }
 
 def _check_config(cfg: dict):
@@ -135,7 +134,7 @@ def get_recipe(name: str = 'fast', # one of RECIPES
     cfg = {**RECIPES[name], **overrides}
     cfg['scheduler_kw'] = dict(cfg['scheduler_kw'])
     _check_config(cfg)
-    return cfg
+    return {k: int(v) if isinstance(v, np.integer) else v for k, v in cfg.items()}  # Python ints: checkpoints are read back with weights_only=True
 
 # %% ../nbs/03b_run.ipynb #eb29c2b4
 def recipe_dataloaders(cfg: dict, # a recipe (`get_recipe`) or a run's stored config
@@ -263,7 +262,7 @@ def train_run(recipe: str = 'fast', # one of RECIPES
     get_recipe(recipe, **overrides)
     dev = get_device(device)
     check_limit(limit)
-    if num_workers is not None and not (isinstance(num_workers, int) and num_workers >= 0): raise ValueError(f"num_workers must be an integer >= 0, got {num_workers!r}.")
+    if num_workers is not None and not is_int(num_workers, 0): raise ValueError(f"num_workers must be an integer >= 0, got {num_workers!r}.")
     if sync_bn and dev.type != 'cuda': raise ValueError(f"sync_bn=True needs CUDA devices (PyTorch's SyncBatchNorm does not run on {dev.type}).")
     if out is not None and not str(out).strip(): raise ValueError("The run folder is empty (''): give a folder name, or None for runs/<recipe>.")
     out = Path(out) if out is not None else Path('runs')/recipe
@@ -378,7 +377,7 @@ def estimate_epoch_seconds(model: nn.Module, dl, device: str|torch.device|None =
 
     The copy trains with learning rate 0, so `model` is untouched. Testing is not counted. Raises ValueError when
     `batches` is not a positive integer or `dl` gives fewer than two batches (one to warm up, one to time)."""
-    if not (isinstance(batches, int) and batches > 0): raise ValueError(f"batches must be a positive integer, got {batches!r}.")
+    if not is_int(batches, 1): raise ValueError(f"batches must be a positive integer, got {batches!r}.")
     steps = list(itertools.islice(iter(dl), batches + 1))
     if len(steps) < 2: raise ValueError(f"The DataLoader gave {len(steps)} batch(es): at least 2 are needed, one to warm up and one to time.")
     net = copy.deepcopy(unwrap(model))

@@ -21,7 +21,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, get_swa_m
 from tqdm.auto import tqdm
 
 from .data import reseed
-from .core import (_device_name, _distributed, atomic_write, autocast, cpu_has_bf16, get_device, grad_scaler, is_main, model_device,
+from .core import (_device_name, _distributed, atomic_write, autocast, cpu_has_bf16, get_device, grad_scaler, is_int, is_main, model_device,
                           resolve_precision, rng_state, set_rng_state, unwrap, world_size)
 from .resnet import MODELS, make_model
 
@@ -287,7 +287,7 @@ def recompute_bn(model: nn.Module, dl,
                  precision: str = 'auto', # one of PRECISIONS (the training forward pass's)
                 ) -> nn.Module:
     "Replace `model`'s BatchNorm running statistics with those of its own activations on the first `batches` batches of `dl`."
-    if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
+    if not is_int(batches, 1):
         raise ValueError(f"batches must be a positive integer, got {batches!r}.")
     device = _device_for(model, device); precision = resolve_precision(precision, device)
     inputs = (_to_device(xb, yb, device)[0] for xb, yb in itertools.islice(dl, batches))
@@ -307,11 +307,11 @@ def lookahead_state(model: nn.Module,
                     k: int = LOOKAHEAD_K, # steps between syncs
                    ) -> dict:
     "Lookahead's slow weights, a copy of `model`'s floating-point state (BatchNorm statistics included), and its schedule; step it with `lookahead_step`."
-    if not (isinstance(total_steps, int) and not isinstance(total_steps, bool) and total_steps > 0):
+    if not is_int(total_steps, 1):
         raise ValueError(f"total_steps={total_steps!r}: expected a positive integer (epochs * batches per epoch).")
     if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1:
         raise ValueError(f"decay={decay!r}: expected a number between 0 and 1 (airbench: 0.95**5 = 0.774).")
-    if not (isinstance(k, int) and not isinstance(k, bool) and k > 0): raise ValueError(f"k={k!r}: expected a positive integer.")
+    if not is_int(k, 1): raise ValueError(f"k={k!r}: expected a positive integer.")
     if total_steps < k: raise ValueError(f"total_steps={total_steps}: expected at least k={k} (with no sync before the end, the run would end on its first weights).")
     slow = [t.detach().clone() for t in _float_state(model)]
     return {'slow': slow, 'step': 0, 'total': total_steps, 'decay': float(decay), 'k': k}
@@ -464,8 +464,8 @@ def fit(model: nn.Module, train_dl, test_dl,
     return history
 
 def _check_fit(epochs, resume: bool, out, ema_from=0, ema=None, lookahead=None, train_dl=None):
-    if not (isinstance(epochs, int) and epochs > 0): raise ValueError(f"epochs must be a positive integer, got {epochs!r}.")
-    if not (isinstance(ema_from, int) and not isinstance(ema_from, bool) and 0 <= ema_from < epochs):
+    if not is_int(epochs, 1): raise ValueError(f"epochs must be a positive integer, got {epochs!r}.")
+    if not is_int(ema_from, 0, epochs - 1):
         raise ValueError(f"ema_from={ema_from!r}: expected an integer from 0 to epochs-1={epochs-1} (the first epoch whose steps update the average).")
     if ema_from and ema is None: raise ValueError(f"ema_from={ema_from}: expected 0 without a weight average (ema=None).")
     if lookahead is not None and lookahead['total'] != epochs * len(train_dl):
