@@ -147,7 +147,8 @@ def _is_random(name) -> bool: return isinstance(name, str) and name.startswith('
 
 def split_floor(scores: dict) -> tuple[dict, dict]:
     """`faithfulness(..., floor=k)`'s scores in two dicts, each in the order scored: the maps' (`{layer: ...}`, or
-    `{method: {layer: ...}}`) and the random sets' (`{'random 0': ..., ...}`, empty for `floor=0`)."""
+    `{method: {layer: ...}}`) and the random sets' (`{'random 0': ..., ...}`, empty for `floor=0`). Every name of the form
+    `'random <k>'` goes to the second: `faithfulness` refuses such a layer or method name when `floor` > 0."""
     return {n: s for n, s in scores.items() if not _is_random(n)}, {n: s for n, s in scores.items() if _is_random(n)}
 
 def floor_text(random_scores: dict) -> str:

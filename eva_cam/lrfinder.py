@@ -197,7 +197,7 @@ def suggest_lrs(lrs, losses, # the whole curve, as recorded
                 rules: dict = SUGGESTIONS, # name -> rule(lrs, losses) -> lr
                ) -> dict:
     "Each rule's learning rate, on the curve without its first `skip_start` and last `skip_end` points."
-    if skip_start < 0 or skip_end < 0: raise ValueError(f"skip_start and skip_end must be >= 0, got {skip_start} and {skip_end}.")
+    if not (is_int(skip_start, 0) and is_int(skip_end, 0)): raise ValueError(f"skip_start and skip_end must be integers >= 0, got {skip_start!r} and {skip_end!r}.")
     end = len(losses) - skip_end
     return {name: rule(lrs[skip_start:end], losses[skip_start:end]) for name, rule in rules.items()}
 
@@ -224,7 +224,7 @@ class LRFindResult:
 # %% ../nbs/03_lrfinder.ipynb #86a0cdf1
 def _check_args(model, train_dl, optimizer, num_iter, smooth_f, diverge_th, val_dl, accumulation_steps, skip_start, skip_end):
     "Raise a clear error for bad `lr_find` arguments, before anything is changed."
-    if skip_start < 0 or skip_end < 0: raise ValueError(f"skip_start and skip_end must be >= 0, got {skip_start} and {skip_end}.")
+    if not (is_int(skip_start, 0) and is_int(skip_end, 0)): raise ValueError(f"skip_start and skip_end must be integers >= 0, got {skip_start!r} and {skip_end!r}.")
     need = skip_start + skip_end + MIN_POINTS
     if num_iter < need:
         raise ValueError(f"num_iter={num_iter} is too small to suggest a learning rate: the rules use the points left after "
@@ -290,10 +290,10 @@ def lr_find(model: nn.Module, # the model to test; it is left exactly as it was
                                                    accumulation_steps, dev, prec, progress)
     suggestions = _suggestions(tried, losses, skip_start, skip_end)
     settings = dict(start_lr=float(start_lr), end_lr=float(end_lr), num_iter=int(num_iter), step_mode=step_mode,
-                    smooth_f=float(smooth_f), diverge_th=float(diverge_th), accumulation_steps=accumulation_steps, val=val_dl is not None,
+                    smooth_f=float(smooth_f), diverge_th=float(diverge_th), accumulation_steps=int(accumulation_steps), val=val_dl is not None,
                     device=str(dev), precision=prec, optimizer=type(opt).__name__ + ('' if optimizer is not None else ' (momentum 0.9)'),
                     criterion=type(crit).__name__, batch_size=getattr(train_dl, 'batch_size', None),
-                    skip_start=skip_start, skip_end=skip_end, suggestion_rule=DEFAULT_SUGGESTION)
+                    skip_start=int(skip_start), skip_end=int(skip_end), suggestion_rule=DEFAULT_SUGGESTION)
     return LRFindResult(tried, losses, raw, suggestions.get(DEFAULT_SUGGESTION), suggestions, diverged, settings)
 
 # %% ../nbs/03_lrfinder.ipynb #07793eec

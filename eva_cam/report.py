@@ -154,8 +154,8 @@ def write_report(run: str|Path, out: str|Path, data=None, n: int = 10, layer: st
     if r['layer_scores']:
         parts += ["<h2>How faithful each stage's map is</h2>", "<p>Grad-CAM of each stage for the predicted class of the misclassified images, "
                   "scored as chapter 04a scores maps (means over the images), the most faithful first (insertion minus deletion): "
-                  "deletion, lower is better; insertion and the confidence change, higher is better. Maps of random numbers, scored on "
-                  f"the same images, are the floor: {floor_text(r['random_scores'])}.</p>",
+                  "deletion, lower is better; insertion and the confidence change, higher is better. Scored on the same images, "
+                  f"{floor_text(r['random_scores'])}.</p>",
                   _table_html([(n, f"{s['deletion_auc']:.3f}", f"{s['insertion_auc']:.3f}", f"{s['confidence_change']:+.3f}")
                                for n, s in ((n, r['layer_scores'][n]) for n in rank_layers(r['layer_scores']))],
                               ('layer', 'deletion', 'insertion', 'confidence change'))]

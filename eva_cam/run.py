@@ -134,7 +134,8 @@ def get_recipe(name: str = 'fast', # one of RECIPES
     cfg = {**RECIPES[name], **overrides}
     cfg['scheduler_kw'] = dict(cfg['scheduler_kw'])
     _check_config(cfg)
-    return {k: int(v) if isinstance(v, np.integer) else v for k, v in cfg.items()}  # Python ints: checkpoints are read back with weights_only=True
+    # NumPy numbers as Python ones: checkpoints are read back with weights_only=True, which refuses NumPy scalars
+    return {k: int(v) if isinstance(v, np.integer) else float(v) if isinstance(v, np.floating) else v for k, v in cfg.items()}
 
 # %% ../nbs/03b_run.ipynb #eb29c2b4
 def recipe_dataloaders(cfg: dict, # a recipe (`get_recipe`) or a run's stored config
@@ -261,7 +262,7 @@ def train_run(recipe: str = 'fast', # one of RECIPES
     overrides = {**overrides, **{k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr).items() if v is not None}}
     get_recipe(recipe, **overrides)
     dev = get_device(device)
-    check_limit(limit)
+    limit = check_limit(limit)  # a Python int, for the config the run stores
     if num_workers is not None and not is_int(num_workers, 0): raise ValueError(f"num_workers must be an integer >= 0, got {num_workers!r}.")
     if sync_bn and dev.type != 'cuda': raise ValueError(f"sync_bn=True needs CUDA devices (PyTorch's SyncBatchNorm does not run on {dev.type}).")
     if out is not None and not str(out).strip(): raise ValueError("The run folder is empty (''): give a folder name, or None for runs/<recipe>.")

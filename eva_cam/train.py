@@ -314,7 +314,7 @@ def lookahead_state(model: nn.Module,
     if not is_int(k, 1): raise ValueError(f"k={k!r}: expected a positive integer.")
     if total_steps < k: raise ValueError(f"total_steps={total_steps}: expected at least k={k} (with no sync before the end, the run would end on its first weights).")
     slow = [t.detach().clone() for t in _float_state(model)]
-    return {'slow': slow, 'step': 0, 'total': total_steps, 'decay': float(decay), 'k': k}
+    return {'slow': slow, 'step': 0, 'total': int(total_steps), 'decay': float(decay), 'k': int(k)}  # Python numbers: checkpoints store them
 
 def lookahead_step(model: nn.Module, # the model being trained (wrapped or compiled is fine: its state is the same tensors)
                    state: dict, # from `lookahead_state`, updated in place
