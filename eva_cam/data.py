@@ -304,7 +304,8 @@ def reseed(dl, # a DataLoader, DeviceLoader or ProgressiveResize (chapter 00a)
 # %% ../nbs/00_data.ipynb #277de14b
 def check_limit(limit) -> int|None:
     "`limit` (use only the first `limit` images of each split) must be None or a positive integer; raises ValueError naming it otherwise."
-    if limit is None or is_int(limit, 1): return None if limit is None else int(limit)  # a Python int: runs store it
+    if limit is None: return None
+    if is_int(limit, 1): return int(limit)  # a Python int: runs store it
     raise ValueError(f"limit must be a positive integer or None, got {limit!r}.")
 
 # %% ../nbs/00_data.ipynb #db899272

@@ -11,6 +11,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from .core import is_int, is_number
+
 
 
 # %% auto #0
@@ -31,8 +33,10 @@ def scale_lr(lr: float, # the recipe's learning rate
              batch_size: int, # the new global batch size
              base_batch_size: int = 128, # the batch size `lr` was tuned for
             ) -> float:
-    "The linear scaling rule: the learning rate for a global batch `batch_size / base_batch_size` times larger."
-    if batch_size < 1 or base_batch_size < 1: raise ValueError(f"Batch sizes must be positive, got {batch_size} and {base_batch_size}.")
+    "The linear scaling rule (Goyal et al., 2017, arXiv:1706.02677): the learning rate for a global batch `batch_size / base_batch_size` times larger. Raises ValueError for a rate that is not a positive number or a batch size that is not a positive integer."
+    if not (is_number(lr) and lr > 0): raise ValueError(f"lr={lr!r}: expected a positive finite number.")
+    if not (is_int(batch_size, 1) and is_int(base_batch_size, 1)):
+        raise ValueError(f"Batch sizes must be positive integers, got batch_size={batch_size!r} and base_batch_size={base_batch_size!r}.")
     return lr * batch_size / base_batch_size
 
 # %% ../nbs/07_distributed.ipynb #6499713d

@@ -112,6 +112,9 @@ def rank_layers(scores: dict) -> list:
     return sorted(scores, key=lambda n: -insertion_minus_deletion(scores[n]))
 
 # %% ../nbs/04a_faithfulness.ipynb #caa12170
+def _random_name(k: int) -> str: return f'random {k}'  # the name of the k-th set of random maps, `_is_random` its test
+def _is_random(name) -> bool: return isinstance(name, str) and name.startswith('random ') and name[7:].isdigit()
+
 def random_maps(x: torch.Tensor, # the images `(N, C, H, W)` the maps are for
                 draws: int = 4, # how many sets of maps
                ) -> dict:
@@ -120,7 +123,7 @@ def random_maps(x: torch.Tensor, # the images `(N, C, H, W)` the maps are for
     map has to clear. Score them with the maps they are a floor for, in one `score_maps` call. Raises ValueError for
     `draws` not an integer >= 1."""
     if not is_int(draws, 1): raise ValueError(f"draws must be an integer >= 1, got {draws!r}.")
-    return {f'random {s}': torch.rand(len(x), *x.shape[-2:], generator=torch.Generator().manual_seed(s)) for s in range(draws)}
+    return {_random_name(s): torch.rand(len(x), *x.shape[-2:], generator=torch.Generator().manual_seed(s)) for s in range(draws)}
 
 # %% ../nbs/04a_faithfulness.ipynb #e80352ee
 def faithfulness(model: nn.Module, x: torch.Tensor, targets, # images `(N, C, H, W)` and their classes `(N,)`
@@ -134,7 +137,7 @@ def faithfulness(model: nn.Module, x: torch.Tensor, targets, # images `(N, C, H,
     The maps of all layers and methods come from one forward and one backward pass (`gradcam`), and all of them, with
     the random ones, are scored in one batched call. Raises ValueError for `floor` not an integer >= 0."""
     if not is_int(floor, 0): raise ValueError(f"floor must be an integer >= 0, got {floor!r}.")
-    clash = sorted({f'random {k}' for k in range(floor)} & (set(layers) | set([method] if isinstance(method, str) else method)))
+    clash = sorted({_random_name(k) for k in range(floor)} & (set(layers) | set([method] if isinstance(method, str) else method)))
     if clash: raise ValueError(f"A layer or method is called {clash[0]!r}, the name of a set of random maps: score it with floor=0.")
     t = _targets(targets, x)
     cams, noise = gradcam(model, x, list(layers), t, method=method), random_maps(x, floor) if floor else {}
@@ -143,8 +146,6 @@ def faithfulness(model: nn.Module, x: torch.Tensor, targets, # images `(N, C, H,
     return {**{m: {n: flat[m, n] for n in cs} for m, cs in cams.items()}, **{n: flat[n] for n in noise}}
 
 # %% ../nbs/04a_faithfulness.ipynb #3b4e5f88
-def _is_random(name) -> bool: return isinstance(name, str) and name.startswith('random ') and name[7:].isdigit()
-
 def split_floor(scores: dict) -> tuple[dict, dict]:
     """`faithfulness(..., floor=k)`'s scores in two dicts, each in the order scored: the maps' (`{layer: ...}`, or
     `{method: {layer: ...}}`) and the random sets' (`{'random 0': ..., ...}`, empty for `floor=0`). Every name of the form

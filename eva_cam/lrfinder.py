@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from .core import atomic_write, autocast, get_device, grad_scaler, is_int, model_device, resolve_precision, rng_state, set_rng_state, unwrap
+from .core import atomic_write, autocast, get_device, grad_scaler, is_int, is_number, model_device, resolve_precision, rng_state, set_rng_state, unwrap
 from .train import train_step
 
 # %% auto #0
@@ -33,18 +33,21 @@ def lr_schedule(start_lr: float, # learning rate of the first step, > 0
                ) -> np.ndarray:
     "The `num_iter` learning rates of the range test, from `start_lr` to exactly `end_lr`."
     if step_mode not in STEP_MODES: raise ValueError(f"Unknown step_mode {step_mode!r}: expected one of {STEP_MODES}.")
-    if not start_lr > 0: raise ValueError(f"start_lr must be > 0 (the curve is drawn on a log axis), got {start_lr}.")
-    if not end_lr > start_lr: raise ValueError(f"end_lr must be larger than start_lr, got start_lr={start_lr}, end_lr={end_lr}.")
+    if not (is_number(start_lr) and start_lr > 0): raise ValueError(f"start_lr must be a finite number > 0 (the curve is drawn on a log axis), got {start_lr!r}.")
+    if not (is_number(end_lr) and end_lr > start_lr): raise ValueError(f"end_lr must be a finite number larger than start_lr, got start_lr={start_lr!r}, end_lr={end_lr!r}.")
     if not is_int(num_iter, 2): raise ValueError(f"num_iter must be an integer >= 2, got {num_iter!r}.")
     # numpy's geomspace and linspace set both endpoints exactly
     return (np.geomspace if step_mode == 'exp' else np.linspace)(float(start_lr), float(end_lr), int(num_iter))
 
 # %% ../nbs/03_lrfinder.ipynb #def2e8c5
+def _check_smooth_f(smooth_f):
+    if not (is_number(smooth_f) and 0 <= smooth_f < 1): raise ValueError(f"smooth_f must be a number in [0, 1), got {smooth_f!r}.")
+
 def smooth_losses(raw_losses, # the losses as measured, one per step
                   smooth_f: float = 0.05, # weight of the newest loss, in [0, 1); 0 turns smoothing off
                  ) -> np.ndarray:
     "Exponential moving average of `raw_losses` with bias correction (fastai's definition)."
-    if not 0 <= smooth_f < 1: raise ValueError(f"smooth_f must be in [0, 1), got {smooth_f}.")
+    _check_smooth_f(smooth_f)
     raw = np.asarray(raw_losses, dtype=np.float64)
     if smooth_f == 0: return raw.copy()
     beta, avg, out = 1 - smooth_f, 0.0, np.empty_like(raw)
@@ -191,13 +194,16 @@ def suggest_valley(lrs, losses) -> float:
 SUGGESTIONS = {'valley': suggest_valley, 'steepest': suggest_steepest, 'minimum': suggest_minimum, 'lowest': suggest_lowest}  # the first is the default
 DEFAULT_SUGGESTION = 'valley'
 
+def _check_skip(skip_start, skip_end):
+    if not (is_int(skip_start, 0) and is_int(skip_end, 0)): raise ValueError(f"skip_start and skip_end must be integers >= 0, got {skip_start!r} and {skip_end!r}.")
+
 def suggest_lrs(lrs, losses, # the whole curve, as recorded
                 skip_start: int = 10, # points dropped at the start (smoothing warm-up)
                 skip_end: int = 5, # points dropped at the end (the explosion)
                 rules: dict = SUGGESTIONS, # name -> rule(lrs, losses) -> lr
                ) -> dict:
     "Each rule's learning rate, on the curve without its first `skip_start` and last `skip_end` points."
-    if not (is_int(skip_start, 0) and is_int(skip_end, 0)): raise ValueError(f"skip_start and skip_end must be integers >= 0, got {skip_start!r} and {skip_end!r}.")
+    _check_skip(skip_start, skip_end)
     end = len(losses) - skip_end
     return {name: rule(lrs[skip_start:end], losses[skip_start:end]) for name, rule in rules.items()}
 
@@ -224,14 +230,15 @@ class LRFindResult:
 # %% ../nbs/03_lrfinder.ipynb #86a0cdf1
 def _check_args(model, train_dl, optimizer, num_iter, smooth_f, diverge_th, val_dl, accumulation_steps, skip_start, skip_end):
     "Raise a clear error for bad `lr_find` arguments, before anything is changed."
-    if not (is_int(skip_start, 0) and is_int(skip_end, 0)): raise ValueError(f"skip_start and skip_end must be integers >= 0, got {skip_start!r} and {skip_end!r}.")
+    _check_skip(skip_start, skip_end)
     need = skip_start + skip_end + MIN_POINTS
     if num_iter < need:
         raise ValueError(f"num_iter={num_iter} is too small to suggest a learning rate: the rules use the points left after "
                          f"skipping the first skip_start={skip_start} and last skip_end={skip_end}, and need at least "
                          f"{MIN_POINTS} of them, so num_iter must be at least {need}.")
-    if not 0 <= smooth_f < 1: raise ValueError(f"smooth_f must be in [0, 1), got {smooth_f}.")
-    if not diverge_th > 1: raise ValueError(f"diverge_th must be > 1 (stop when the loss exceeds diverge_th x its best), got {diverge_th}.")
+    _check_smooth_f(smooth_f)
+    if not ((is_number(diverge_th) or diverge_th == math.inf) and diverge_th > 1):  # inf: never stop early
+        raise ValueError(f"diverge_th must be a number > 1 (stop when the loss exceeds diverge_th x its best; inf: never), got {diverge_th!r}.")
     if not is_int(accumulation_steps, 1):
         raise ValueError(f"accumulation_steps must be an integer >= 1, got {accumulation_steps!r}.")
     for name, dl in (('train_dl', train_dl), ('val_dl', val_dl)):
@@ -265,7 +272,7 @@ def lr_find(model: nn.Module, # the model to test; it is left exactly as it was
             num_iter: int = 100, # number of optimizer steps, at least skip_start + skip_end + MIN_POINTS
             step_mode: str = 'exp', # 'exp' or 'linear', see `lr_schedule`
             smooth_f: float = 0.05, # weight of the newest loss in the moving average, see `smooth_losses`
-            diverge_th: float = 5, # stop when the smoothed loss exceeds diverge_th x its best so far
+            diverge_th: float = 5, # stop when the smoothed loss exceeds diverge_th x its best so far (inf: never)
             val_dl=None, # Leslie Smith's variant: record the loss on all of val_dl after each step
             accumulation_steps: int = 1, # batches per optimizer step (gradient accumulation)
             device=None, # default: the device the model is on
@@ -290,7 +297,8 @@ def lr_find(model: nn.Module, # the model to test; it is left exactly as it was
                                                    accumulation_steps, dev, prec, progress)
     suggestions = _suggestions(tried, losses, skip_start, skip_end)
     settings = dict(start_lr=float(start_lr), end_lr=float(end_lr), num_iter=int(num_iter), step_mode=step_mode,
-                    smooth_f=float(smooth_f), diverge_th=float(diverge_th), accumulation_steps=int(accumulation_steps), val=val_dl is not None,
+                    smooth_f=float(smooth_f), diverge_th=None if diverge_th == math.inf else float(diverge_th),  # None: never (JSON has no inf)
+                    accumulation_steps=int(accumulation_steps), val=val_dl is not None,
                     device=str(dev), precision=prec, optimizer=type(opt).__name__ + ('' if optimizer is not None else ' (momentum 0.9)'),
                     criterion=type(crit).__name__, batch_size=getattr(train_dl, 'batch_size', None),
                     skip_start=int(skip_start), skip_end=int(skip_end), suggestion_rule=DEFAULT_SUGGESTION)

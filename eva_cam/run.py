@@ -4,7 +4,7 @@
 
 # %% ../nbs/03b_run.ipynb #6e9e91c5
 from __future__ import annotations
-import contextlib, copy, datetime, itertools, json, math, os, platform, shutil, subprocess, time
+import contextlib, copy, datetime, itertools, json, os, platform, shutil, subprocess, time
 from pathlib import Path
 from typing import Callable
 
@@ -16,7 +16,7 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
-from .core import PRECISIONS, _device_name, _distributed, atomic_write, cpu_has_bf16, get_device, is_int, is_main, resolve_precision, set_seed, unwrap, world_size
+from .core import PRECISIONS, _device_name, _distributed, atomic_write, cpu_has_bf16, get_device, is_int, is_main, is_number, resolve_precision, set_seed, unwrap, world_size
 from .augment import DeviceLoader, ProgressiveResize
 from .data import Cifar10, check_augment, check_limit, get_dataloaders, load_cifar10
 from .lrfinder import lr_find_to_dir
@@ -82,7 +82,6 @@ REPORTED_ACCURACY = {'s8': 0.8361, 's9': 0.8751, 's10': 0.8851, 'fast': None}  #
 LR_FIND_RULES = ('valley', 'steepest', 'minimum', 'lowest')  # the suggestions of chapter 03's range test, for lr='find'
 
 # %% ../nbs/03b_run.ipynb #ad7b962e
-def _number(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)  # True is not a number
 def _flag(v) -> bool: return isinstance(v, bool)
 
 _CHECKS = {  # key: (test of its value, what is expected)
@@ -90,12 +89,12 @@ _CHECKS = {  # key: (test of its value, what is expected)
     'epochs': (lambda v: is_int(v, 1), 'a positive integer'),
     'batch_size': (lambda v: is_int(v, 1), 'a positive integer'),
     'optimizer': (lambda v: v in OPTIMIZERS, f"one of {OPTIMIZERS}"),
-    'lr': (lambda v: v == 'find' or (_number(v) and v > 0), "a positive number or 'find' (finite)"),
+    'lr': (lambda v: v == 'find' or (is_number(v) and v > 0), "a positive number or 'find' (finite)"),
     'scheduler': (lambda v: v in SCHEDULERS, f"one of {tuple(SCHEDULERS)}"),
-    'label_smoothing': (lambda v: _number(v) and 0 <= v < 1, 'a number in [0, 1)'),
+    'label_smoothing': (lambda v: is_number(v) and 0 <= v < 1, 'a number in [0, 1)'),
     'precision': (lambda v: v in PRECISIONS, f"one of {PRECISIONS}"),
-    'weight_decay': (lambda v: _number(v) and v >= 0, 'a number >= 0 (finite)'),
-    'momentum': (lambda v: _number(v) and 0 <= v < 1, 'a number in [0, 1)'),
+    'weight_decay': (lambda v: is_number(v) and v >= 0, 'a number >= 0 (finite)'),
+    'momentum': (lambda v: is_number(v) and 0 <= v < 1, 'a number in [0, 1)'),
     'nesterov': (_flag, 'True or False'), 'wd_on_bn_bias': (_flag, 'True or False'),
     'zero_init_residual': (_flag, 'True or False'), 'compile': (_flag, 'True or False'),
     'seed': (is_int, 'an integer'),
@@ -103,8 +102,8 @@ _CHECKS = {  # key: (test of its value, what is expected)
     'lr_find_rule': (lambda v: v in LR_FIND_RULES, f"one of {LR_FIND_RULES} (which suggestion lr='find' trains with)"),
     'resize_side': (lambda v: is_int(v, 8, 32), 'an integer from 8 to 32 pixels'),
     'resize_epochs': (lambda v: is_int(v, 0), 'an integer >= 0'),
-    'ema': (lambda v: _number(v) and 0 <= v < 1, 'a number in [0, 1): the decay per step of the weight average (0: no average)'),
-    'lookahead': (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1): Lookahead's largest decay of the slow weights (0: none)"),
+    'ema': (lambda v: is_number(v) and 0 <= v < 1, 'a number in [0, 1): the decay per step of the weight average (0: no average)'),
+    'lookahead': (lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1): Lookahead's largest decay of the slow weights (0: none)"),
     'swa_epochs': (lambda v: is_int(v, 0), 'an integer >= 0: how many of the last epochs the equal-weight average covers (0: none)'),
 }
 
@@ -116,7 +115,7 @@ def _check_config(cfg: dict):
     try: check_augment(cfg['tfms'], cfg['cutout'], cfg['translate'])  # chapter 00's ranges, in one place
     except ValueError as e: raise ValueError(f"Bad recipe value {e}") from None
     kw, allowed = cfg['scheduler_kw'], SCHEDULERS[cfg['scheduler']]
-    if not (isinstance(kw, dict) and set(kw) <= set(allowed) and all(_number(v) for v in kw.values())):
+    if not (isinstance(kw, dict) and set(kw) <= set(allowed) and all(is_number(v) for v in kw.values())):
         raise bad('scheduler_kw', f"numeric settings of {cfg['scheduler']!r} among {list(allowed)}")
     if cfg['nesterov'] and cfg['optimizer'] == 'sgd' and cfg['momentum'] == 0: raise bad('nesterov', 'False when momentum is 0')
     if 0 < cfg['epochs'] <= cfg['resize_epochs']:  # the last epoch must see the test images' size, or BatchNorm's statistics do not fit them

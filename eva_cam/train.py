@@ -21,7 +21,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, get_swa_m
 from tqdm.auto import tqdm
 
 from .data import reseed
-from .core import (_device_name, _distributed, atomic_write, autocast, cpu_has_bf16, get_device, grad_scaler, is_int, is_main, model_device,
+from .core import (_device_name, _distributed, atomic_write, autocast, cpu_has_bf16, get_device, grad_scaler, is_int, is_main, is_number, model_device,
                           resolve_precision, rng_state, set_rng_state, unwrap, world_size)
 from .resnet import MODELS, make_model
 
@@ -234,7 +234,7 @@ def make_optimizer(model: nn.Module, name: str = 'sgd', # one of OPTIMIZERS
                   ) -> torch.optim.Optimizer:
     "A PyTorch optimizer by name, with no weight decay on BatchNorm and biases unless asked."
     if name not in OPTIMIZERS: raise ValueError(f"Unknown optimizer {name!r}: expected one of {OPTIMIZERS}.")
-    if not (isinstance(lr, (int, float)) and lr > 0): raise ValueError(f"lr must be a positive number, got {lr!r}.")
+    if not (is_number(lr) and lr > 0): raise ValueError(f"lr must be a positive finite number, got {lr!r}.")
     params = [p for p in model.parameters() if p.requires_grad]
     if wd_on_bn_bias or weight_decay == 0: groups = [{'params': params, 'weight_decay': weight_decay}]
     else: groups = [{'params': [p for p in params if p.ndim > 1], 'weight_decay': weight_decay},
@@ -270,8 +270,7 @@ def ema_model(model: nn.Module,
               decay: float = 0.999, # each step moves the average `1 - decay` of the way to the new weights
              ) -> AveragedModel:
     "A moving average of `model`'s weights; call `.update_parameters(model)` after each step, and `recompute_bn` before testing it."
-    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1:
-        raise ValueError(f"decay must be a number between 0 and 1 (e.g. 0.999), got {decay!r}.")
+    if not (is_number(decay) and 0 < decay < 1): raise ValueError(f"decay must be a number between 0 and 1 (e.g. 0.999), got {decay!r}.")
     return AveragedModel(unwrap(model), multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=False)
 
 def swa_model(model: nn.Module) -> AveragedModel:
@@ -309,7 +308,7 @@ def lookahead_state(model: nn.Module,
     "Lookahead's slow weights, a copy of `model`'s floating-point state (BatchNorm statistics included), and its schedule; step it with `lookahead_step`."
     if not is_int(total_steps, 1):
         raise ValueError(f"total_steps={total_steps!r}: expected a positive integer (epochs * batches per epoch).")
-    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1:
+    if not (is_number(decay) and 0 < decay < 1):
         raise ValueError(f"decay={decay!r}: expected a number between 0 and 1 (airbench: 0.95**5 = 0.774).")
     if not is_int(k, 1): raise ValueError(f"k={k!r}: expected a positive integer.")
     if total_steps < k: raise ValueError(f"total_steps={total_steps}: expected at least k={k} (with no sync before the end, the run would end on its first weights).")
