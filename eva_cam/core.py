@@ -120,7 +120,8 @@ def is_number(v) -> bool:
 
     Strings, tensors and complex numbers are not numbers here: callers turn them into a clear error."""
     if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)): return False
-    return isinstance(v, (int, np.integer)) or bool(np.isfinite(v))  # any integer is finite (and 10**400 overflows a float)
+    try: return bool(np.isfinite(float(v)))
+    except OverflowError: return False  # an integer too large for a float (10**400): no rate or fraction
 
 # %% ../nbs/00_core.ipynb #a5748c49
 def unwrap(model: nn.Module) -> nn.Module:

@@ -37,7 +37,7 @@ def scale_lr(lr: float, # the recipe's learning rate
     if not (is_number(lr) and lr > 0): raise ValueError(f"lr={lr!r}: expected a positive finite number.")
     if not (is_int(batch_size, 1) and is_int(base_batch_size, 1)):
         raise ValueError(f"Batch sizes must be positive integers, got batch_size={batch_size!r} and base_batch_size={base_batch_size!r}.")
-    return lr * batch_size / base_batch_size
+    return float(lr) * batch_size / base_batch_size
 
 # %% ../nbs/07_distributed.ipynb #6499713d
 TIMEOUT_S = 600  # default seconds a process waits for the others before it gives up

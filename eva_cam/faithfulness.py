@@ -112,8 +112,8 @@ def rank_layers(scores: dict) -> list:
     return sorted(scores, key=lambda n: -insertion_minus_deletion(scores[n]))
 
 # %% ../nbs/04a_faithfulness.ipynb #caa12170
-def _random_name(k: int) -> str: return f'random {k}'  # the name of the k-th set of random maps, `_is_random` its test
-def _is_random(name) -> bool: return isinstance(name, str) and name.startswith('random ') and name[7:].isdigit()
+def _is_random(name) -> bool:  # a name `random_maps` gives: 'random <k>'
+    return isinstance(name, str) and name.startswith('random ') and name[7:].isdigit()
 
 def random_maps(x: torch.Tensor, # the images `(N, C, H, W)` the maps are for
                 draws: int = 4, # how many sets of maps
@@ -123,7 +123,7 @@ def random_maps(x: torch.Tensor, # the images `(N, C, H, W)` the maps are for
     map has to clear. Score them with the maps they are a floor for, in one `score_maps` call. Raises ValueError for
     `draws` not an integer >= 1."""
     if not is_int(draws, 1): raise ValueError(f"draws must be an integer >= 1, got {draws!r}.")
-    return {_random_name(s): torch.rand(len(x), *x.shape[-2:], generator=torch.Generator().manual_seed(s)) for s in range(draws)}
+    return {f'random {s}': torch.rand(len(x), *x.shape[-2:], generator=torch.Generator().manual_seed(s)) for s in range(draws)}
 
 # %% ../nbs/04a_faithfulness.ipynb #e80352ee
 def faithfulness(model: nn.Module, x: torch.Tensor, targets, # images `(N, C, H, W)` and their classes `(N,)`
@@ -137,7 +137,7 @@ def faithfulness(model: nn.Module, x: torch.Tensor, targets, # images `(N, C, H,
     The maps of all layers and methods come from one forward and one backward pass (`gradcam`), and all of them, with
     the random ones, are scored in one batched call. Raises ValueError for `floor` not an integer >= 0."""
     if not is_int(floor, 0): raise ValueError(f"floor must be an integer >= 0, got {floor!r}.")
-    clash = sorted({_random_name(k) for k in range(floor)} & (set(layers) | set([method] if isinstance(method, str) else method)))
+    clash = [n for n in (*layers, *([method] if isinstance(method, str) else method)) if _is_random(n)] if floor else []  # split_floor would file it as noise
     if clash: raise ValueError(f"A layer or method is called {clash[0]!r}, the name of a set of random maps: score it with floor=0.")
     t = _targets(targets, x)
     cams, noise = gradcam(model, x, list(layers), t, method=method), random_maps(x, floor) if floor else {}

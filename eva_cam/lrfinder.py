@@ -47,7 +47,7 @@ def smooth_losses(raw_losses, # the losses as measured, one per step
                   smooth_f: float = 0.05, # weight of the newest loss, in [0, 1); 0 turns smoothing off
                  ) -> np.ndarray:
     "Exponential moving average of `raw_losses` with bias correction (fastai's definition)."
-    _check_smooth_f(smooth_f)
+    _check_smooth_f(smooth_f); smooth_f = float(smooth_f)
     raw = np.asarray(raw_losses, dtype=np.float64)
     if smooth_f == 0: return raw.copy()
     beta, avg, out = 1 - smooth_f, 0.0, np.empty_like(raw)
@@ -237,7 +237,7 @@ def _check_args(model, train_dl, optimizer, num_iter, smooth_f, diverge_th, val_
                          f"skipping the first skip_start={skip_start} and last skip_end={skip_end}, and need at least "
                          f"{MIN_POINTS} of them, so num_iter must be at least {need}.")
     _check_smooth_f(smooth_f)
-    if not ((is_number(diverge_th) or diverge_th == math.inf) and diverge_th > 1):  # inf: never stop early
+    if not ((is_number(diverge_th) or (isinstance(diverge_th, (float, np.floating)) and diverge_th == math.inf)) and diverge_th > 1):  # inf: never stop
         raise ValueError(f"diverge_th must be a number > 1 (stop when the loss exceeds diverge_th x its best; inf: never), got {diverge_th!r}.")
     if not is_int(accumulation_steps, 1):
         raise ValueError(f"accumulation_steps must be an integer >= 1, got {accumulation_steps!r}.")

@@ -131,10 +131,12 @@ def get_recipe(name: str = 'fast', # one of RECIPES
     bad = set(overrides) - set(RECIPES[name])
     if bad: raise ValueError(f"Unknown recipe keys {sorted(bad)}: valid keys are {list(RECIPES[name])}.")
     cfg = {**RECIPES[name], **overrides}
-    cfg['scheduler_kw'] = dict(cfg['scheduler_kw'])
+    if isinstance(cfg['scheduler_kw'], dict): cfg['scheduler_kw'] = dict(cfg['scheduler_kw'])
     _check_config(cfg)
-    # NumPy numbers as Python ones: checkpoints are read back with weights_only=True, which refuses NumPy scalars
-    return {k: int(v) if isinstance(v, np.integer) else float(v) if isinstance(v, np.floating) else v for k, v in cfg.items()}
+    # NumPy numbers as Python ones: checkpoints are read back with weights_only=True, which refuses NumPy scalars,
+    # and OneCycleLR refuses a pct_start that is not a float
+    plain = lambda v: v.item() if isinstance(v, np.generic) else v
+    return {**{k: plain(v) for k, v in cfg.items()}, 'scheduler_kw': {k: plain(v) for k, v in cfg['scheduler_kw'].items()}}
 
 # %% ../nbs/03b_run.ipynb #eb29c2b4
 def recipe_dataloaders(cfg: dict, # a recipe (`get_recipe`) or a run's stored config

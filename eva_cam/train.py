@@ -235,6 +235,9 @@ def make_optimizer(model: nn.Module, name: str = 'sgd', # one of OPTIMIZERS
     "A PyTorch optimizer by name, with no weight decay on BatchNorm and biases unless asked."
     if name not in OPTIMIZERS: raise ValueError(f"Unknown optimizer {name!r}: expected one of {OPTIMIZERS}.")
     if not (is_number(lr) and lr > 0): raise ValueError(f"lr must be a positive finite number, got {lr!r}.")
+    if not (is_number(momentum) and 0 <= momentum < 1): raise ValueError(f"momentum must be a number in [0, 1), got {momentum!r}.")
+    if not (is_number(weight_decay) and weight_decay >= 0): raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}.")
+    lr, momentum, weight_decay = float(lr), float(momentum), float(weight_decay)  # Python floats: checkpoints store them
     params = [p for p in model.parameters() if p.requires_grad]
     if wd_on_bn_bias or weight_decay == 0: groups = [{'params': params, 'weight_decay': weight_decay}]
     else: groups = [{'params': [p for p in params if p.ndim > 1], 'weight_decay': weight_decay},
