@@ -18,7 +18,7 @@ from albumentations.pytorch import ToTensorV2
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-from .core import is_int
+from .core import is_int, is_number
 
 # %% auto #0
 __all__ = ['CLASSES', 'CIFAR10_MEAN', 'CIFAR10_STD', 'SAMPLE_PATH', 'LAYOUTS', 'TRANSFORMS', 'Cifar10', 'read_local',
@@ -329,7 +329,11 @@ def get_dataloaders(data: Cifar10, # the images, from `load_cifar10`
     "Training (shuffled, augmented) and test DataLoaders for `data` (this process's share of them in a distributed run)."
     if not is_int(batch_size, 1): raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
     check_limit(limit); check_augment(tfms, cutout, translate)  # named as this function's arguments
-    if not 0 <= rank < world_size: raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}.")
+    if not is_int(world_size, 1): raise ValueError(f"world_size must be a positive integer (processes in the run), got {world_size!r}.")
+    if not is_int(rank, 0, world_size - 1): raise ValueError(f"rank must be an integer in [0, world_size={world_size}), got {rank!r}.")
+    if not (test_batch_size is None or is_int(test_batch_size, 1)): raise ValueError(f"test_batch_size must be a positive integer or None, got {test_batch_size!r}.")
+    if not (num_workers is None or is_int(num_workers, 0)): raise ValueError(f"num_workers must be an integer >= 0 or None, got {num_workers!r}.")
+    if not is_int(seed): raise ValueError(f"seed must be an integer, got {seed!r}.")
     if batch_size % world_size: raise ValueError(f"batch_size {batch_size} must be a multiple of the {world_size} processes (each takes an equal share).")
     train_tfm, test_tfm = get_transforms(tfms, cutout=cutout, translate=translate)
     nw = default_workers() if num_workers is None else num_workers
@@ -363,6 +367,8 @@ def show_images(images: torch.Tensor, # normalised images `(N, 3, H, W)`
                 mean: tuple = CIFAR10_MEAN, std: tuple = CIFAR10_STD, fontsize: int = 8):
     "A grid of normalised images drawn de-normalised in RGB, each titled; returns the figure."
     if titles is not None and len(titles) != len(images): raise ValueError(f"{len(images)} images but {len(titles)} titles.")
+    if not is_int(ncols, 1): raise ValueError(f"ncols must be a positive integer (images per row), got {ncols!r}.")
+    if not (is_number(size) and size > 0): raise ValueError(f"size must be a positive finite number (inches per image), got {size!r}.")
     n = len(images); nrows = max(1, -(-n // ncols))
     lines = max((str(t).count('\n') + 1 for t in titles), default=0) if titles is not None else 0
     fig, axs = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + 0.2 * lines) * nrows), squeeze=False)

@@ -44,12 +44,14 @@ TIMEOUT_S = 600  # default seconds a process waits for the others before it give
 
 def _timeout_s(timeout_s: float|None = None) -> float:
     "The seconds a process waits for the others: `timeout_s`, else $EVA_CAM_DIST_TIMEOUT, else TIMEOUT_S; a finite number > 0."
-    source = (f"timeout_s={timeout_s!r}" if timeout_s is not None else
-              f"EVA_CAM_DIST_TIMEOUT={os.environ['EVA_CAM_DIST_TIMEOUT']!r}" if 'EVA_CAM_DIST_TIMEOUT' in os.environ else None)
-    raw = timeout_s if timeout_s is not None else os.environ.get('EVA_CAM_DIST_TIMEOUT', TIMEOUT_S)
+    if timeout_s is not None:  # a number from Python; only the environment's value is text
+        if not (is_number(timeout_s) and timeout_s > 0): raise ValueError(f"timeout_s={timeout_s!r}: expected a finite number of seconds > 0.")
+        return float(timeout_s)
+    raw = os.environ.get('EVA_CAM_DIST_TIMEOUT')
+    if raw is None: return float(TIMEOUT_S)
     try: t = float(raw)
-    except (TypeError, ValueError): t = math.nan
-    if isinstance(raw, bool) or not (math.isfinite(t) and t > 0): raise ValueError(f"{source}: expected a finite number of seconds > 0.")
+    except ValueError: t = math.nan
+    if not (math.isfinite(t) and t > 0): raise ValueError(f"EVA_CAM_DIST_TIMEOUT={raw!r}: expected a finite number of seconds > 0.")
     return t
 
 def _lost_a_process(e: BaseException) -> bool:

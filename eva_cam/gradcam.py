@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from .data import CIFAR10_MEAN, CIFAR10_STD, CLASSES, denormalize
-from .core import atomic_write, eval_mode, is_int, model_device, unwrap
+from .core import atomic_write, eval_mode, is_int, is_number, model_device, unwrap
 
 # %% auto #0
 __all__ = ['WEIGHTINGS', 'CAM_METHODS', 'GRADIENT_FREE', 'cam_layers', 'CamHooks', 'gradcam_weights', 'gradcampp_weights',
@@ -245,7 +245,10 @@ def overlay(rgb: np.ndarray|torch.Tensor, # an RGB image `(H, W, 3)` in [0, 1]
             cam: np.ndarray|torch.Tensor, # a map `(H, W)` in [0, 1]
             alpha: float = 0.5, cmap: str = 'jet') -> np.ndarray:
     "Blend a colour map of `cam` into an RGB image: `(1 - alpha) * rgb + alpha * cmap(cam)`, `(H, W, 3)` in [0, 1]."
+    if not (is_number(alpha) and 0 <= alpha <= 1): raise ValueError(f"alpha must be a number in [0, 1] (the heatmap's opacity), got {alpha!r}.")
     rgb, cam = np.asarray(rgb, dtype=np.float32), np.asarray(cam, dtype=np.float32)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or cam.shape != rgb.shape[:2]:
+        raise ValueError(f"Expected an RGB image (H, W, 3) and a map (H, W) of the same size, got {rgb.shape} and {cam.shape}.")
     heat = matplotlib.colormaps[cmap](np.clip(cam, 0, 1))[..., :3]
     return np.clip((1 - alpha) * rgb + alpha * heat, 0, 1)
 

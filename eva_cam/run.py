@@ -21,7 +21,7 @@ from .augment import DeviceLoader, ProgressiveResize
 from .data import Cifar10, check_augment, check_limit, get_dataloaders, load_cifar10
 from .lrfinder import lr_find_to_dir
 from .resnet import MODELS, make_model
-from .train import (OPTIMIZERS, SCHEDULERS, History, _read_checkpoint, _sum_over_ranks, ema_model, evaluate, fit, lookahead_state, swa_model, train_epoch,
+from .train import (OPTIMIZER_RANGES, OPTIMIZERS, SCHEDULERS, History, _read_checkpoint, _sum_over_ranks, check_scheduler, ema_model, evaluate, fit, lookahead_state, swa_model, train_epoch,
                            make_optimizer, make_scheduler, plot_history)
 
 # %% auto #0
@@ -89,12 +89,11 @@ _CHECKS = {  # key: (test of its value, what is expected)
     'epochs': (lambda v: is_int(v, 1), 'a positive integer'),
     'batch_size': (lambda v: is_int(v, 1), 'a positive integer'),
     'optimizer': (lambda v: v in OPTIMIZERS, f"one of {OPTIMIZERS}"),
-    'lr': (lambda v: v == 'find' or (is_number(v) and v > 0), "a positive number or 'find' (finite)"),
+    'lr': (lambda v: v == 'find' or OPTIMIZER_RANGES['lr'][0](v), f"{OPTIMIZER_RANGES['lr'][1]} or 'find'"),
     'scheduler': (lambda v: v in SCHEDULERS, f"one of {tuple(SCHEDULERS)}"),
     'label_smoothing': (lambda v: is_number(v) and 0 <= v < 1, 'a number in [0, 1)'),
     'precision': (lambda v: v in PRECISIONS, f"one of {PRECISIONS}"),
-    'weight_decay': (lambda v: is_number(v) and v >= 0, 'a number >= 0 (finite)'),
-    'momentum': (lambda v: is_number(v) and 0 <= v < 1, 'a number in [0, 1)'),
+    'weight_decay': OPTIMIZER_RANGES['weight_decay'], 'momentum': OPTIMIZER_RANGES['momentum'],  # make_optimizer's ranges
     'nesterov': (_flag, 'True or False'), 'wd_on_bn_bias': (_flag, 'True or False'),
     'zero_init_residual': (_flag, 'True or False'), 'compile': (_flag, 'True or False'),
     'seed': (is_int, 'an integer'),
@@ -114,9 +113,8 @@ def _check_config(cfg: dict):
         if not ok(cfg[key]): raise bad(key, expected)
     try: check_augment(cfg['tfms'], cfg['cutout'], cfg['translate'])  # chapter 00's ranges, in one place
     except ValueError as e: raise ValueError(f"Bad recipe value {e}") from None
-    kw, allowed = cfg['scheduler_kw'], SCHEDULERS[cfg['scheduler']]
-    if not (isinstance(kw, dict) and set(kw) <= set(allowed) and all(is_number(v) for v in kw.values())):
-        raise bad('scheduler_kw', f"numeric settings of {cfg['scheduler']!r} among {list(allowed)}")
+    try: check_scheduler(cfg['scheduler'], cfg['scheduler_kw'])  # chapter 02's ranges, before any data is loaded
+    except ValueError as e: raise ValueError(f"Bad recipe value scheduler_kw: {e}") from None
     if cfg['nesterov'] and cfg['optimizer'] == 'sgd' and cfg['momentum'] == 0: raise bad('nesterov', 'False when momentum is 0')
     if 0 < cfg['epochs'] <= cfg['resize_epochs']:  # the last epoch must see the test images' size, or BatchNorm's statistics do not fit them
         raise bad('resize_epochs', f"fewer than epochs={cfg['epochs']}: the last epochs train at the test images' size")
@@ -324,6 +322,8 @@ def _train_run(cfg: dict, data: Cifar10, out: Path, device: torch.device, resume
     opt = make_optimizer(model, cfg['optimizer'], 1.0 if find else cfg['lr'], cfg['momentum'], cfg['nesterov'],
                          cfg['weight_decay'], cfg['wd_on_bn_bias'])
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg['label_smoothing'])
+    # the schedule's checks that need the run's length (a one-step one-cycle warm-up), on a stand-in optimizer: before the range test and any file
+    make_scheduler(torch.optim.SGD([torch.zeros(1)], lr=1.0), cfg['scheduler'], cfg['epochs'], len(train_dl), **cfg['scheduler_kw'])
     with _replacing(out, force):  # with force, the old run's files stay until the new run's first checkpoint
         if find and not resume:  # a resumed run restores its lr; in a distributed run rank 0 tests and tells the others
             _set_found_lr(model, train_dl if world == 1 else None, data, opt, criterion, device, cfg, out, num_workers)

@@ -26,9 +26,10 @@ from .core import (_device_name, _distributed, atomic_write, autocast, cpu_has_b
 from .resnet import MODELS, make_model
 
 # %% auto #0
-__all__ = ['TTA', 'OPTIMIZERS', 'SCHEDULERS', 'LOOKAHEAD_K', 'train_step', 'train_epoch', 'predict', 'evaluate', 'History',
-           'plot_history', 'make_optimizer', 'make_scheduler', 'ema_model', 'swa_model', 'recompute_bn',
-           'lookahead_state', 'lookahead_step', 'save_checkpoint', 'load_checkpoint', 'checkpoint_model', 'fit']
+__all__ = ['TTA', 'OPTIMIZERS', 'OPTIMIZER_RANGES', 'SCHEDULERS', 'SCHEDULER_RANGES', 'LOOKAHEAD_K', 'train_step', 'train_epoch',
+           'predict', 'evaluate', 'History', 'plot_history', 'make_optimizer', 'check_scheduler', 'make_scheduler',
+           'ema_model', 'swa_model', 'recompute_bn', 'lookahead_state', 'lookahead_step', 'save_checkpoint',
+           'load_checkpoint', 'checkpoint_model', 'fit']
 
 # %% ../nbs/02_train.ipynb #984cd89c
 def _sum_over_ranks(values: list[float], device: torch.device) -> list[float]:
@@ -226,6 +227,11 @@ def plot_history(history: History, title: str|None = None):
 
 # %% ../nbs/02_train.ipynb #dc7d6011
 OPTIMIZERS = ('sgd', 'adam', 'adamw')
+OPTIMIZER_RANGES = {  # setting: (test of its value, what is expected); a recipe (chapter 03b) is checked by the same table
+    'lr': (lambda v: is_number(v) and v > 0, 'a positive finite number'),
+    'momentum': (lambda v: is_number(v) and 0 <= v < 1, 'a number in [0, 1)'),
+    'weight_decay': (lambda v: is_number(v) and v >= 0, 'a finite number >= 0'),
+}
 
 def make_optimizer(model: nn.Module, name: str = 'sgd', # one of OPTIMIZERS
                    lr: float = 0.01, momentum: float = 0.9, # momentum: SGD only
@@ -234,9 +240,9 @@ def make_optimizer(model: nn.Module, name: str = 'sgd', # one of OPTIMIZERS
                   ) -> torch.optim.Optimizer:
     "A PyTorch optimizer by name, with no weight decay on BatchNorm and biases unless asked."
     if name not in OPTIMIZERS: raise ValueError(f"Unknown optimizer {name!r}: expected one of {OPTIMIZERS}.")
-    if not (is_number(lr) and lr > 0): raise ValueError(f"lr must be a positive finite number, got {lr!r}.")
-    if not (is_number(momentum) and 0 <= momentum < 1): raise ValueError(f"momentum must be a number in [0, 1), got {momentum!r}.")
-    if not (is_number(weight_decay) and weight_decay >= 0): raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}.")
+    for key, value in (('lr', lr), ('momentum', momentum), ('weight_decay', weight_decay)):
+        ok, expected = OPTIMIZER_RANGES[key]
+        if not ok(value): raise ValueError(f"Bad {key}={value!r}: expected {expected}.")
     lr, momentum, weight_decay = float(lr), float(momentum), float(weight_decay)  # Python floats: checkpoints store them
     params = [p for p in model.parameters() if p.requires_grad]
     if wd_on_bn_bias or weight_decay == 0: groups = [{'params': params, 'weight_decay': weight_decay}]
@@ -249,24 +255,52 @@ def make_optimizer(model: nn.Module, name: str = 'sgd', # one of OPTIMIZERS
 SCHEDULERS = {'none': {}, 'step': {'step_size': 10, 'gamma': 1/3}, 'plateau': {'factor': 0.1, 'patience': 2},
               'cosine': {'eta_min': 0.0},
               'onecycle': {'max_lr': None, 'pct_start': 0.3, 'div_factor': 25.0, 'final_div_factor': 1e4}}
+SCHEDULER_RANGES = {  # setting: (test of its value, what is expected)
+    'step_size': (lambda v: is_int(v, 1), 'a positive integer (epochs between cuts)'),
+    'gamma': (lambda v: is_number(v) and v > 0, 'a positive finite number (the factor of each cut)'),
+    'factor': (lambda v: is_number(v) and 0 < v < 1, 'a number in (0, 1) (the factor of each cut)'),
+    'patience': (lambda v: is_int(v, 0), 'an integer >= 0 (epochs without a better test loss before a cut)'),
+    'eta_min': (lambda v: is_number(v) and v >= 0, 'a finite number >= 0 (the last rate)'),
+    'max_lr': (lambda v: v is None or (is_number(v) and v > 0), "a positive finite number, or None for the optimizer's lr"),
+    'pct_start': (lambda v: is_number(v) and 0 <= v < 1, 'a number in [0, 1) (the share of the steps that warm up)'),
+    'div_factor': (lambda v: is_number(v) and v > 0, 'a positive finite number (max_lr / the first rate)'),
+    'final_div_factor': (lambda v: is_number(v) and v > 0, 'a positive finite number (the first rate / the last)'),
+}
+
+def check_scheduler(name: str, # one of SCHEDULERS
+                    kw: dict, # the schedule's settings
+                   ):
+    "Raise a ValueError naming the first bad value, unless `name` is one of SCHEDULERS and `kw` holds some of its settings, each in SCHEDULER_RANGES."
+    if name not in SCHEDULERS: raise ValueError(f"Unknown scheduler {name!r}: expected one of {tuple(SCHEDULERS)}.")
+    if not isinstance(kw, dict): raise ValueError(f"Scheduler {name!r} takes a dict of settings, got {kw!r}.")
+    bad = set(kw) - set(SCHEDULERS[name])
+    if bad: raise ValueError(f"Unknown settings {sorted(bad)} for scheduler {name!r}: expected some of {list(SCHEDULERS[name])}.")
+    for key, value in kw.items():
+        ok, expected = SCHEDULER_RANGES[key]
+        if not ok(value): raise ValueError(f"{key}={value!r} for scheduler {name!r}: expected {expected}.")
 
 def make_scheduler(optimizer: torch.optim.Optimizer, name: str = 'none', # one of SCHEDULERS
                    epochs: int = 1, # length of the run (cosine, onecycle)
                    steps_per_epoch: int|None = None, # batches per epoch (onecycle only)
                    **kw, # the schedule's settings, as in the table above
                   ):
-    "A PyTorch learning-rate scheduler by name (None for 'none')."
-    if name not in SCHEDULERS: raise ValueError(f"Unknown scheduler {name!r}: expected one of {tuple(SCHEDULERS)}.")
-    bad = set(kw) - set(SCHEDULERS[name])
-    if bad: raise ValueError(f"Unknown settings {sorted(bad)} for scheduler {name!r}: expected some of {list(SCHEDULERS[name])}.")
-    kw = {**SCHEDULERS[name], **kw}
+    "A PyTorch learning-rate scheduler by name (None for 'none'); a ValueError names a bad setting before anything is made."
+    check_scheduler(name, kw)
+    if not is_int(epochs, 1): raise ValueError(f"Bad epochs={epochs!r}: expected a positive integer.")
+    # plain Python numbers: OneCycleLR refuses a pct_start that is not a float (0 too), and checkpoints store them
+    kw = {k: v if v is None else int(v) if k in ('step_size', 'patience') else float(v) for k, v in {**SCHEDULERS[name], **kw}.items()}
+    epochs = int(epochs)
     if name == 'none': return None
     if name == 'step': return StepLR(optimizer, **kw)
     if name == 'plateau': return ReduceLROnPlateau(optimizer, mode='min', **kw)
     if name == 'cosine': return CosineAnnealingLR(optimizer, T_max=epochs, **kw)
-    if not steps_per_epoch: raise ValueError("scheduler 'onecycle' needs steps_per_epoch (batches per epoch).")
+    if not is_int(steps_per_epoch, 1): raise ValueError(f"Scheduler 'onecycle' needs steps_per_epoch, a positive integer (batches per epoch), got {steps_per_epoch!r}.")
+    steps = epochs * int(steps_per_epoch)
+    if kw['pct_start'] * steps == 1:  # the warm-up would end on step 0, where it starts: OneCycleLR divides 0 by 0
+        raise ValueError(f"pct_start={kw['pct_start']} for scheduler 'onecycle' with {steps} steps: the warm-up would be 1 step, "
+                         "which OneCycleLR cannot make; change pct_start, or the number of steps.")
     kw['max_lr'] = kw['max_lr'] or optimizer.param_groups[0]['lr']
-    return OneCycleLR(optimizer, epochs=epochs, steps_per_epoch=steps_per_epoch, **kw)
+    return OneCycleLR(optimizer, total_steps=steps, **kw)
 
 # %% ../nbs/02_train.ipynb #293a7637
 def ema_model(model: nn.Module,
