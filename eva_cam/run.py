@@ -322,8 +322,7 @@ def _train_run(cfg: dict, data: Cifar10, out: Path, device: torch.device, resume
     opt = make_optimizer(model, cfg['optimizer'], 1.0 if find else cfg['lr'], cfg['momentum'], cfg['nesterov'],
                          cfg['weight_decay'], cfg['wd_on_bn_bias'])
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg['label_smoothing'])
-    # the schedule's checks that need the run's length (a one-step one-cycle warm-up), on a stand-in optimizer: before the range test and any file
-    make_scheduler(torch.optim.SGD([torch.zeros(1)], lr=1.0), cfg['scheduler'], cfg['epochs'], len(train_dl), **cfg['scheduler_kw'])
+    check_scheduler(cfg['scheduler'], cfg['scheduler_kw'], cfg['epochs'] * len(train_dl))  # the check that needs the run's length: before the range test and any file
     with _replacing(out, force):  # with force, the old run's files stay until the new run's first checkpoint
         if find and not resume:  # a resumed run restores its lr; in a distributed run rank 0 tests and tells the others
             _set_found_lr(model, train_dl if world == 1 else None, data, opt, criterion, device, cfg, out, num_workers)

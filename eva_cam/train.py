@@ -269,6 +269,7 @@ SCHEDULER_RANGES = {  # setting: (test of its value, what is expected)
 
 def check_scheduler(name: str, # one of SCHEDULERS
                     kw: dict, # the schedule's settings
+                    steps: int|None = None, # the run's optimizer steps (epochs x batches per epoch), for the check that needs them; None skips it
                    ):
     "Raise a ValueError naming the first bad value, unless `name` is one of SCHEDULERS and `kw` holds some of its settings, each in SCHEDULER_RANGES."
     if name not in SCHEDULERS: raise ValueError(f"Unknown scheduler {name!r}: expected one of {tuple(SCHEDULERS)}.")
@@ -278,6 +279,10 @@ def check_scheduler(name: str, # one of SCHEDULERS
     for key, value in kw.items():
         ok, expected = SCHEDULER_RANGES[key]
         if not ok(value): raise ValueError(f"{key}={value!r} for scheduler {name!r}: expected {expected}.")
+    pct = float(kw.get('pct_start', SCHEDULERS['onecycle']['pct_start']))
+    if name == 'onecycle' and steps is not None and pct * steps == 1:  # the warm-up would end on step 0, where it starts: OneCycleLR divides 0 by 0
+        raise ValueError(f"pct_start={pct} for scheduler 'onecycle' with {steps} steps: the warm-up would be 1 step, "
+                         "which OneCycleLR cannot make; change pct_start, or the number of steps.")
 
 def make_scheduler(optimizer: torch.optim.Optimizer, name: str = 'none', # one of SCHEDULERS
                    epochs: int = 1, # length of the run (cosine, onecycle)
@@ -285,8 +290,11 @@ def make_scheduler(optimizer: torch.optim.Optimizer, name: str = 'none', # one o
                    **kw, # the schedule's settings, as in the table above
                   ):
     "A PyTorch learning-rate scheduler by name (None for 'none'); a ValueError names a bad setting before anything is made."
-    check_scheduler(name, kw)
     if not is_int(epochs, 1): raise ValueError(f"Bad epochs={epochs!r}: expected a positive integer.")
+    if name == 'onecycle' and not is_int(steps_per_epoch, 1):
+        raise ValueError(f"Scheduler 'onecycle' needs steps_per_epoch, a positive integer (batches per epoch), got {steps_per_epoch!r}.")
+    steps = int(epochs) * int(steps_per_epoch) if name == 'onecycle' else None
+    check_scheduler(name, kw, steps)
     # plain Python numbers: OneCycleLR refuses a pct_start that is not a float (0 too), and checkpoints store them
     kw = {k: v if v is None else int(v) if k in ('step_size', 'patience') else float(v) for k, v in {**SCHEDULERS[name], **kw}.items()}
     epochs = int(epochs)
@@ -294,11 +302,6 @@ def make_scheduler(optimizer: torch.optim.Optimizer, name: str = 'none', # one o
     if name == 'step': return StepLR(optimizer, **kw)
     if name == 'plateau': return ReduceLROnPlateau(optimizer, mode='min', **kw)
     if name == 'cosine': return CosineAnnealingLR(optimizer, T_max=epochs, **kw)
-    if not is_int(steps_per_epoch, 1): raise ValueError(f"Scheduler 'onecycle' needs steps_per_epoch, a positive integer (batches per epoch), got {steps_per_epoch!r}.")
-    steps = epochs * int(steps_per_epoch)
-    if kw['pct_start'] * steps == 1:  # the warm-up would end on step 0, where it starts: OneCycleLR divides 0 by 0
-        raise ValueError(f"pct_start={kw['pct_start']} for scheduler 'onecycle' with {steps} steps: the warm-up would be 1 step, "
-                         "which OneCycleLR cannot make; change pct_start, or the number of steps.")
     kw['max_lr'] = kw['max_lr'] or optimizer.param_groups[0]['lr']
     return OneCycleLR(optimizer, total_steps=steps, **kw)
 
