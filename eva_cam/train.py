@@ -279,8 +279,9 @@ def check_scheduler(name: str, # one of SCHEDULERS
     for key, value in kw.items():
         ok, expected = SCHEDULER_RANGES[key]
         if not ok(value): raise ValueError(f"{key}={value!r} for scheduler {name!r}: expected {expected}.")
+    if name != 'onecycle' or steps is None: return
     pct = float(kw.get('pct_start', SCHEDULERS['onecycle']['pct_start']))
-    if name == 'onecycle' and steps is not None and pct * steps == 1:  # the warm-up would end on step 0, where it starts: OneCycleLR divides 0 by 0
+    if pct * steps == 1:  # the warm-up would end on step 0, where it starts: OneCycleLR divides 0 by 0
         raise ValueError(f"pct_start={pct} for scheduler 'onecycle' with {steps} steps: the warm-up would be 1 step, "
                          "which OneCycleLR cannot make; change pct_start, or the number of steps.")
 
