@@ -8,7 +8,8 @@ from nbconvert import MarkdownExporter
 
 root = Path(__file__).resolve().parent.parent
 nb = nbformat.read(root/'nbs'/'index.ipynb', as_version=4)
-# drop nbdev directives (#| ...) from code cells, like nbdev's processors do
+# drop hidden cells (as nbdev's docs do) and nbdev directives (#| ...) from code cells, like nbdev's processors do
+nb.cells = [c for c in nb.cells if not (c.cell_type == 'code' and c.source.lstrip().startswith('#| hide'))]
 for c in nb.cells:
     if c.cell_type == 'code':
         c.source = '\n'.join(l for l in c.source.splitlines() if not l.startswith('#|'))
