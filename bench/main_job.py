@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from eva_cam.core import cpu_has_bf16, resolve_precision
-from eva_cam.core import _device_name
+from eva_cam.core import device_name
 
 CPU = torch.device('cpu')
 
@@ -32,7 +32,7 @@ def main():
         seconds = time.perf_counter() - t0
         written = (Path(tmp)/'sample-report'/'report.html').is_file()
     res = dict(what="the README's main job, " + ' '.join(cmd[:4]) + ", on the CPU", seconds=seconds, report_written=written,
-               cpu=_device_name(CPU), cpu_capability=torch.backends.cpu.get_cpu_capability(), cpu_has_bf16=cpu_has_bf16(),
+               cpu=device_name(CPU), cpu_capability=torch.backends.cpu.get_cpu_capability(), cpu_has_bf16=cpu_has_bf16(),
                precision=resolve_precision('auto', CPU), cores=os.cpu_count(), threads=torch.get_num_threads(),
                torch_version=torch.__version__, python_version=platform.python_version(),
                loadavg_before=load_before, loadavg_after=os.getloadavg(),

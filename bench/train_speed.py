@@ -25,7 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from eva_cam.data import default_workers, find_local, get_dataloaders, load_cifar10
 from eva_cam.resnet import ResNet18
 from eva_cam.core import autocast, cpu_has_bf16
-from eva_cam.core import _device_name
+from eva_cam.core import device_name
 from eva_cam.train import train_epoch
 
 CPU = torch.device('cpu')
@@ -134,7 +134,7 @@ def main():
     print("bf16/fp32: " + ", ".join(f"{k} x{v:.2f}" for k, v in res['bf16_over_fp32'].items()))
     epoch_s = 50_000 / res['bf16']['pipeline_train']
     print(f"one epoch of 50,000 images in bf16 through the pipeline: about {epoch_s/60:.0f} minutes")
-    res.update(batch_size=a.bs, steps=a.steps, matmul_n=a.matmul_n, loader_workers=nw, data_source=data.source, cpu=_device_name(CPU),
+    res.update(batch_size=a.bs, steps=a.steps, matmul_n=a.matmul_n, loader_workers=nw, data_source=data.source, cpu=device_name(CPU),
                cpu_capability=torch.backends.cpu.get_cpu_capability(), cpu_has_bf16=cpu_has_bf16(),
                cores=os.cpu_count(), threads=torch.get_num_threads(), torch_version=torch.__version__,
                python_version=platform.python_version(), estimated_epoch_seconds_bf16=epoch_s,

@@ -14,9 +14,9 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
 # %% auto #0
-__all__ = ['DEVICES', 'PRECISIONS', 'get_device', 'cpu_has_bf16', 'resolve_precision', 'autocast', 'grad_scaler', 'set_seed',
-           'rng_state', 'set_rng_state', 'is_int', 'is_number', 'unwrap', 'is_main', 'world_size', 'model_device',
-           'eval_mode', 'atomic_write']
+__all__ = ['DEVICES', 'PRECISIONS', 'get_device', 'cpu_has_bf16', 'device_name', 'resolve_precision', 'autocast', 'grad_scaler',
+           'set_seed', 'rng_state', 'set_rng_state', 'is_int', 'is_number', 'unwrap', 'is_distributed', 'is_main',
+           'world_size', 'model_device', 'eval_mode', 'atomic_write']
 
 # %% ../nbs/00_core.ipynb #be5ad437
 DEVICES = ('cuda', 'mps', 'cpu')
@@ -46,7 +46,7 @@ def cpu_has_bf16() -> bool:
     cpu = torch.cpu
     return any(getattr(cpu, check, lambda: False)() for check in ('_is_avx512_bf16_supported', '_is_amx_tile_supported'))
 
-def _device_name(device: torch.device) -> str:
+def device_name(device: torch.device) -> str:
     "The GPU's name, or the CPU's model name from /proc/cpuinfo (else what `platform` says): for records of where a run trained."
     if device.type == 'cuda': return torch.cuda.get_device_name(device)
     try:
@@ -128,17 +128,17 @@ def unwrap(model: nn.Module) -> nn.Module:
     "The model inside a `DistributedDataParallel` (or `DataParallel`) wrapper; any other model as it is."
     return model.module if isinstance(model, (DistributedDataParallel, nn.DataParallel)) else model
 
-def _distributed() -> bool:
+def is_distributed() -> bool:
     "Whether this process belongs to an initialised `torch.distributed` process group."
     return dist.is_available() and dist.is_initialized()
 
 def is_main() -> bool:
     "Whether this process writes files and prints: always in one process, rank 0 in several (torchrun's RANK before the process group is set up)."
-    return dist.get_rank() == 0 if _distributed() else os.environ.get('RANK', '0') == '0'
+    return dist.get_rank() == 0 if is_distributed() else os.environ.get('RANK', '0') == '0'
 
 def world_size() -> int:
     "The number of processes in this run: the process group's size once it is set up, else torchrun's WORLD_SIZE (1 without torchrun)."
-    if _distributed(): return dist.get_world_size()
+    if is_distributed(): return dist.get_world_size()
     n = os.environ.get('WORLD_SIZE', '1')
     if not n.isdigit() or int(n) < 1: raise ValueError(f"The environment variable WORLD_SIZE={n!r} is not a positive integer.")
     return int(n)

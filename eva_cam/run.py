@@ -16,7 +16,7 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
-from .core import PRECISIONS, _device_name, _distributed, atomic_write, cpu_has_bf16, get_device, is_int, is_main, is_number, resolve_precision, set_seed, unwrap, world_size
+from .core import PRECISIONS, device_name, is_distributed, atomic_write, cpu_has_bf16, get_device, is_int, is_main, is_number, resolve_precision, set_seed, unwrap, world_size
 from .augment import DeviceLoader, ProgressiveResize
 from .data import Cifar10, check_augment, check_limit, get_dataloaders, load_cifar10
 from .lrfinder import lr_find_to_dir
@@ -268,7 +268,7 @@ def train_run(recipe: str = 'fast', # one of RECIPES
     out = Path(out) if out is not None else Path('runs')/recipe
     _check_run_folder(out, resume, force)
     session = contextlib.nullcontext(dev)
-    if world_size() > 1 and not _distributed():
+    if world_size() > 1 and not is_distributed():
         from eva_cam.distributed import distributed_session  # chapter 07, imported only when torchrun started us
         session = distributed_session(dev, out)
     with lock_run_folder(out), session as dev:
@@ -284,7 +284,7 @@ def train_run(recipe: str = 'fast', # one of RECIPES
 
 def _load_in_turn(source) -> Cifar10:
     "`load_cifar10(source)`; in a distributed run rank 0 first (it may download and cache), then the others."
-    if not _distributed(): return load_cifar10(source)
+    if not is_distributed(): return load_cifar10(source)
     if is_main(): data = load_cifar10(source)
     dist.barrier()
     return data if is_main() else load_cifar10(source)
@@ -314,7 +314,7 @@ def _train_run(cfg: dict, data: Cifar10, out: Path, device: torch.device, resume
     "Build everything from a checked config, fit, and write the run folder (only rank 0 writes in a distributed run)."
     set_seed(cfg['seed'])  # the same first weights in every process
     model = make_model(cfg['model'], len(data.classes), cfg['zero_init_residual'])
-    rank, world = (dist.get_rank(), dist.get_world_size()) if _distributed() else (0, 1)
+    rank, world = (dist.get_rank(), dist.get_world_size()) if is_distributed() else (0, 1)
     train_dl, test_dl = recipe_dataloaders(cfg, data, device, num_workers, cfg['limit'], rank, world,
                                            on_device=device.type == 'cuda' and world == 1)  # a GPU augments its batches itself
     how = _augmentation(train_dl, cfg)
@@ -352,7 +352,7 @@ def _write_metrics(out: Path, h: History, cfg: dict, device: torch.device, tta_a
     m = {'final_test_acc': h.test_acc[-1], 'final_raw_test_acc': h.raw_test_acc[-1], 'best_test_acc': h.test_acc[best], 'best_epoch': best + 1,
          'final_tta_acc': tta_acc, 'final_train_acc': h.train_acc[-1], 'epochs': len(h),
          'total_seconds': sum(h.seconds), 'epoch_seconds': h.seconds,
-         'device': str(device), 'device_name': _device_name(device), 'precision': resolve_precision(cfg['precision'], device),
+         'device': str(device), 'device_name': device_name(device), 'precision': resolve_precision(cfg['precision'], device),
          'cpu_capability': torch.backends.cpu.get_cpu_capability(), 'cpu_has_bf16': cpu_has_bf16(),  # a CPU's speed depends on them (chapter 00_core)
          'torch_version': torch.__version__, 'python_version': platform.python_version(),
          'machines': _read_checkpoint(out/'checkpoint.pt').get('machines', []),  # which epochs trained where: the fields above are the last machine's

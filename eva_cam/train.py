@@ -21,7 +21,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, get_swa_m
 from tqdm.auto import tqdm
 
 from .data import reseed
-from .core import (_device_name, _distributed, atomic_write, autocast, cpu_has_bf16, get_device, grad_scaler, is_int, is_main, is_number, model_device,
+from .core import (device_name, is_distributed, atomic_write, autocast, cpu_has_bf16, get_device, grad_scaler, is_int, is_main, is_number, model_device,
                           resolve_precision, rng_state, set_rng_state, unwrap, world_size)
 from .resnet import MODELS, make_model
 
@@ -34,14 +34,14 @@ __all__ = ['TTA', 'OPTIMIZERS', 'OPTIMIZER_RANGES', 'SCHEDULERS', 'SCHEDULER_RAN
 # %% ../nbs/02_train.ipynb #984cd89c
 def _sum_over_ranks(values: list[float], device: torch.device) -> list[float]:
     "Each number summed over all processes (the numbers themselves in one process)."
-    if not _distributed(): return list(values)
+    if not is_distributed(): return list(values)
     t = torch.tensor(values, dtype=torch.float64, device=device if dist.get_backend() == 'nccl' else 'cpu')
     dist.all_reduce(t)
     return t.tolist()
 
 def _sync_buffers(model: nn.Module):
     "Copy rank 0's buffers (BatchNorm running statistics) to every process, so all hold the same model."
-    if _distributed():
+    if is_distributed():
         for b in model.buffers(): dist.broadcast(b, 0)
 
 # %% ../nbs/02_train.ipynb #3894faef
@@ -163,7 +163,7 @@ def evaluate(model: nn.Module, dl, criterion: nn.Module|None = None, # default n
     "Mean loss and accuracy of `model` over `dl` (over every process's share of it in a distributed run)."
     logits, labels = predict(model, dl, device, precision, tta)
     loss = (criterion or nn.CrossEntropyLoss())(logits, labels).item() if len(labels) else 0.0
-    if not _distributed(): return loss, (logits.argmax(1) == labels).float().mean().item()
+    if not is_distributed(): return loss, (logits.argmax(1) == labels).float().mean().item()
     loss_sum, correct, n = _sum_over_ranks([loss * len(labels), (logits.argmax(1) == labels).sum().item(), len(labels)],
                                            _device_for(model, device))
     return loss_sum / n, correct / n
@@ -514,12 +514,12 @@ def _check_fit(epochs, resume: bool, out, ema_from=0, ema=None, lookahead=None, 
 
 def _step_model(model: nn.Module, use_compile: bool) -> nn.Module:
     "What the training steps call: `model`, wrapped by DistributedDataParallel in a distributed run and compiled if asked (all share its parameters)."
-    step_model = DistributedDataParallel(model) if _distributed() else model  # averages gradients between processes
+    step_model = DistributedDataParallel(model) if is_distributed() else model  # averages gradients between processes
     return torch.compile(step_model) if use_compile else step_model
 
 def _machine(device: torch.device, precision: str, from_epoch: int) -> dict:
     "Where a run trains from epoch `from_epoch` (counting from 1) on: the device (process 0's), its name, the processes, the precision used, the CPU's features, torch, the date."
-    return {'from_epoch': from_epoch, 'device': str(device), 'device_name': _device_name(device), 'processes': world_size(), 'precision': precision,
+    return {'from_epoch': from_epoch, 'device': str(device), 'device_name': device_name(device), 'processes': world_size(), 'precision': precision,
             'cpu_capability': torch.backends.cpu.get_cpu_capability(), 'cpu_has_bf16': cpu_has_bf16(), 'torch_version': str(torch.__version__),  # a plain str: weights_only loads refuse TorchVersion
             'started': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}
 
@@ -545,7 +545,7 @@ def _start(out: Path|None, resume: bool, writes: bool, model, optimizer, schedul
 def _test_epoch(model, step_model, train_dl, test_dl, ema, device, precision, epoch: int) -> tuple[float, float, float]:
     "Test loss and accuracy of the run's model (the weight average `ema`, None before it starts), and the trained weights' own accuracy; FloatingPointError if the loss is not finite."
     _sync_buffers(model)  # every process now holds rank 0's model, the one the checkpoint saves
-    test_loss, test_acc = evaluate(model if _distributed() else step_model, test_dl, None, device, precision)
+    test_loss, test_acc = evaluate(model if is_distributed() else step_model, test_dl, None, device, precision)
     raw_acc = test_acc
     if ema is not None:  # the average is the run's model; the trained weights' accuracy is kept beside it
         recompute_bn(ema.module, train_dl, device=device, precision=precision)
