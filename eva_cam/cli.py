@@ -4,28 +4,24 @@
 
 # %% ../nbs/06_cli.ipynb #18ba2cea
 from __future__ import annotations
-import argparse, ast, math, os, sys, tempfile
+import argparse, ast, contextlib, math, os, sys, tempfile
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['parse_setting', 'cmd_train', 'cmd_lr_find', 'cmd_cam', 'cmd_report', 'make_parser', 'main']
+__all__ = ['parse_setting', 'make_parser', 'main']
 
 # %% ../nbs/06_cli.ipynb #716ebf0f
-def _positive_float(v: str) -> float:
-    "A learning rate on the command line: a finite number > 0 (inf, nan, 0 and negatives are refused here, before any work)."
+def _number(v: str, find: bool = False) -> float|str:
+    "A learning rate on the command line: a finite number > 0 (or, with `find`, the word 'find')."
+    if find and v == 'find': return v
     try: x = float(v)
-    except ValueError: x = float('nan')
-    if not (math.isfinite(x) and x > 0): raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {v!r}")
+    except ValueError: x = math.nan
+    if not (math.isfinite(x) and x > 0):
+        or_find = " or 'find'" if find else ''
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0{or_find}, got {v!r}")
     return x
 
-def _lr(v: str):
-    "`--lr` takes a number or 'find' (run the LR range test first)."
-    if v == 'find': return v
-    try: return _positive_float(v)
-    except argparse.ArgumentTypeError: raise argparse.ArgumentTypeError(f"expected a finite number > 0 or 'find', got {v!r}") from None
-
 def _folder(v: str) -> str:
-    "An output location: not empty (an empty --out would write into the current folder)."
     if not v.strip(): raise argparse.ArgumentTypeError("expected a folder name, got an empty one")
     return v
 
@@ -36,49 +32,52 @@ def _positive(v: str) -> int:
     return n
 
 def parse_setting(v: str) -> tuple[str, object]:
-    "`--set KEY=VALUE`: a recipe key and its value, read as a Python literal (0.2, True, 'adam') or a bare word (adam)."
+    "`--set KEY=VALUE`: a recipe key and its value, a Python literal (0.2, True, 'adam') or a bare word."
     key, sep, value = v.partition('=')
-    if not (sep and key and value): raise argparse.ArgumentTypeError(f"expected KEY=VALUE, e.g. ema=0.998, got {v!r}")
+    if not (sep and key and value):
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, e.g. label_smoothing=0.2, got {v!r}")
     try: return key, ast.literal_eval(value)
     except (ValueError, SyntaxError):
         if value.isidentifier(): return key, value
-        raise argparse.ArgumentTypeError(f"{v!r}: expected a number, True, False, a word or a Python literal after '=', "
-                                         f"got {value!r}") from None
+        raise argparse.ArgumentTypeError(f"{v!r}: expected a number, True, False, a word or a Python literal "
+                                         f"after '=', got {value!r}") from None
 
+
+# %% ../nbs/06_cli.ipynb #76432ceb
 _OWN_OPTION = {'epochs': '--epochs', 'batch_size': '--batch-size', 'lr': '--lr'}
 
-def _data_args(p: argparse.ArgumentParser):
-    p.add_argument('--recipe', default='fast', help="training recipe: fast, s8, s9 or s10 (default: %(default)s)")
-    p.add_argument('--data', default='auto', help="'auto', 'sample', 'download' or a path to a local CIFAR-10 copy (default: %(default)s)")
-    p.add_argument('--batch-size', type=_positive, help="override the recipe's batch size")
-    p.add_argument('--device', default=None, help="cuda, mps or cpu (default: the best available)")
-    p.add_argument('--limit', type=_positive, help="use only the first N train and test images (quick runs)")
-    p.add_argument('--workers', type=int, default=None, help="DataLoader worker processes (default: half the cores, at most 4)")
-
-def cmd_train(a) -> int:
+def _cmd_train(a) -> int:
     "Train a recipe into the run folder `a.out`."
-    from eva_cam.core import is_main
+    from eva_cam.core import get_device, is_main, world_size
     from eva_cam.run import train_run
     settings = dict(a.set)
     clash = sorted(settings.keys() & _OWN_OPTION.keys())
-    if clash: raise ValueError(f"--set {clash[0]}={settings[clash[0]]!r}: give {clash[0]} with {_OWN_OPTION[clash[0]]} instead.")
-    h = train_run(recipe=a.recipe, data=a.data, out=a.out, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
-                  device=a.device, resume=a.resume, force=a.force, limit=a.limit, num_workers=a.workers, sync_bn=a.sync_bn,
-                  **settings)
-    if is_main(): print(f"{len(h)} epochs, final test accuracy {h.test_acc[-1]:.2%}, best {max(h.test_acc):.2%}; run files in {a.out}")
+    if clash: raise ValueError(f"--set {clash[0]}={settings[clash[0]]!r}: give {clash[0]} with "
+                               f"{_OWN_OPTION[clash[0]]} instead.")
+    session = contextlib.nullcontext(get_device(a.device))
+    if world_size() > 1:  # started by torchrun: join the other processes (chapter 07)
+        from eva_cam.distributed import distributed_session
+        session = distributed_session(get_device(a.device), a.out)
+    with session as device:
+        h = train_run(recipe=a.recipe, data=a.data, out=a.out, epochs=a.epochs, batch_size=a.batch_size,
+                      lr=a.lr, device=device, resume=a.resume, force=a.force, limit=a.limit,
+                      num_workers=a.workers, sync_bn=a.sync_bn, **settings)
+    if is_main(): print(f"{len(h)} epochs, final test accuracy {h.test_acc[-1]:.2%}, "
+                        f"best {max(h.test_acc):.2%}; run files in {a.out}")
     return 0
 
 # %% ../nbs/06_cli.ipynb #deb6d0d6
 def _check_writable(folder: Path):
-    "Make `folder` if needed and check that files can be written in it; raise a clear error before any work otherwise."
-    if folder.exists() and not folder.is_dir(): raise NotADirectoryError(f"--out {folder} is a file, not a folder.")
+    "Make `folder` if needed and check that files can be written in it, before any work."
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"--out {folder} is a file, not a folder.")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder): pass
     except OSError as e: raise PermissionError(f"Cannot write in --out {folder}: {e.strerror or e}.") from e
 
-def cmd_lr_find(a) -> int:
-    "Run the LR range test for a recipe and write its plot and curve to `a.out`."
+def _cmd_lr_find(a) -> int:
+    "Run the LR range test for a recipe, write its plot and curve, and say what the recipe trains at."
     from eva_cam.run import get_recipe, recipe_dataloaders
     from eva_cam.core import get_device
     from eva_cam.resnet import make_model
@@ -86,37 +85,41 @@ def cmd_lr_find(a) -> int:
     from eva_cam.lrfinder import lr_find_to_dir
     cfg = get_recipe(a.recipe, **({'batch_size': a.batch_size} if a.batch_size else {}))
     device = get_device(a.device)
-    if a.end_lr <= a.start_lr: raise ValueError(f"--end-lr ({a.end_lr}) must be larger than --start-lr ({a.start_lr}).")
+    if a.end_lr <= a.start_lr:
+        raise ValueError(f"--end-lr ({a.end_lr}) must be larger than --start-lr ({a.start_lr}).")
     _check_writable(Path(a.out))  # before a minute of range test, not after
-    data = load_cifar10(a.data)
-    train_dl, _ = recipe_dataloaders(cfg, data, device, a.workers, a.limit)
+    train_dl, _ = recipe_dataloaders(cfg, load_cifar10(a.data), device, a.workers, a.limit)
     model = make_model(cfg['model'], zero_init_residual=cfg['zero_init_residual'])
     res = lr_find_to_dir(model, train_dl, a.out, start_lr=a.start_lr, end_lr=a.end_lr, num_iter=a.num_iter,
                          device=device, precision=cfg['precision'])
-    print(f"suggested lr {res.suggestion:.3g} ({', '.join(f'{k} {v:.3g}' for k, v in res.suggestions.items())}); "
-          f"plot and curve in {a.out}")
+    rule, found = cfg['lr_find_rule'], res.suggestions.get(cfg['lr_find_rule'])
+    if cfg['lr'] != 'find': trains = f"{cfg['lr']:g}, the recipe's own"
+    else: trains = f"{found:.3g}, its {rule!r} suggestion" if found else 'none: the test suggests none'
+    all_ = ', '.join(f'{k} {v:.3g}' for k, v in res.suggestions.items())
+    print(f"{a.recipe} trains at lr {trains}; suggestions: {all_}; plot and curve in {a.out}")
     return 0
 
 # %% ../nbs/06_cli.ipynb #8df10beb
-def cmd_cam(a) -> int:
-    "Explain one image with Grad-CAM using the model of a trained run, or without `--run` the trained ResNet18 eva_cam ships."
-    from eva_cam.run import run_checkpoint
-    from eva_cam.train import checkpoint_model
+def _cmd_cam(a) -> int:
+    "Explain one image with Grad-CAM by a run's model, or without `--run` the trained ResNet18 eva_cam ships."
+    from eva_cam.run import run_model
     from eva_cam.gradcam import check_cam_out, explain_image
     from eva_cam.resnet import load_pretrained, pretrained_record
     check_cam_out(Path(a.image), Path(a.out))  # before the model is loaded
-    if a.run is not None: model, cfg = checkpoint_model(run_checkpoint(Path(a.run)))
+    if a.run is not None: model, cfg = run_model(a.run)
     else:
         model, rec = load_pretrained(), pretrained_record()
-        print(f"the trained ResNet18 eva_cam ships ({rec['name']}, {rec['full_test_acc_shipped']:.2%} on the CIFAR-10 test set); --run uses your own")
+        print(f"the trained ResNet18 eva_cam ships ({rec['name']}, {rec['full_test_acc_shipped']:.2%} on the "
+              "CIFAR-10 test set); --run uses your own")
     target = int(a.target) if a.target.isdigit() else a.target
     top3 = explain_image(model, a.image, layer=a.layer, target=target, out=a.out, true_class=a.true_class)
     for c, p in top3: print(f"{c:>12s} {p:6.1%}")
-    _print_layer_scores(model, Path(a.image), top3[0][0] if target == 'pred' else a.true_class if target == 'true' else target)
+    cls = top3[0][0] if target == 'pred' else a.true_class if target == 'true' else target
+    _print_layer_scores(model, Path(a.image), cls)
     return 0
 
 def _print_layer_scores(model, image: Path, target: str|int):
-    "How faithful each stage's Grad-CAM is on this one image for class `target` (a name or an index; chapter 04a), the most faithful first, with random maps as the floor."
+    "How faithful each stage's Grad-CAM is on this image for class `target` (chapter 04a), with a floor."
     from eva_cam.data import CLASSES
     from eva_cam.faithfulness import faithfulness, floor_text, rank_layers, split_floor, stages_in
     from eva_cam.gradcam import load_image
@@ -124,71 +127,85 @@ def _print_layer_scores(model, image: Path, target: str|int):
     if not layers: return
     x, _ = load_image(image)
     cls = int(target) if str(target).isdigit() else CLASSES.index(target)
-    scores, draws = split_floor(faithfulness(model, x, [cls], layers, steps=16, floor=4))  # the stages and four sets of random maps, in one batch
-    print(f"faithfulness of each stage's map for {CLASSES[cls]} on this one image, most faithful first (deletion: lower is better; "
-          f"insertion, confidence change: higher is better; chapter 04a scores 40 images):")
+    scores, draws = split_floor(faithfulness(model, x, [cls], layers, steps=16, floor=4))
+    print(f"faithfulness of each stage's map for {CLASSES[cls]} on this one image, most faithful first "
+          "(deletion: lower is better; insertion, confidence change: higher is better; chapter 04a scores "
+          "40 images):")
     for n in rank_layers(scores):
         s = scores[n]
-        print(f"{n:>12s} deletion {s['deletion_auc']:.3f}  insertion {s['insertion_auc']:.3f}  confidence change {s['confidence_change']:+.3f}")
+        print(f"{n:>12s} deletion {s['deletion_auc']:.3f}  insertion {s['insertion_auc']:.3f}  "
+              f"confidence change {s['confidence_change']:+.3f}")
     print(floor_text(draws))
 
 # %% ../nbs/06_cli.ipynb #2f3d6541
-def cmd_report(a) -> int:
+def _cmd_report(a) -> int:
     "Train (unless `--run` is given) and write the Session 8 report."
     from eva_cam.report import make_report, read_run
     from eva_cam.run import get_recipe
-    if a.run is None:  # a start line: the training below takes minutes before anything else is printed
+    run = Path(a.run) if a.run is not None else Path(a.out)/'run'
+    if a.run is None:  # a start line: the training takes minutes before anything else is printed
         n = a.epochs or get_recipe(a.recipe)['epochs']
-        print(f"eva_cam report: training {a.recipe} for {n} epoch{'s' * (n != 1)} on data {a.data!r} into {Path(a.out)/'run'}, "
-              f"then writing {Path(a.out)/'report.html'}", flush=True)
+        print(f"eva_cam report: training {a.recipe} for {n} epoch{'s' * (n != 1)} on data {a.data!r} into "
+              f"{run}, then writing {Path(a.out)/'report.html'}", flush=True)
     else: print(f"eva_cam report: writing {Path(a.out)/'report.html'} on the run in {a.run}", flush=True)
     path = make_report(out=a.out, run=a.run, data=a.data, recipe=a.recipe, epochs=a.epochs,
-                       batch_size=a.batch_size, device=a.device, limit=a.limit, num_workers=a.workers, force=a.force)
-    m = read_run(a.run if a.run is not None else Path(a.out)/'run')[0]  # the run reported on: say what it reached, as `train` does
-    print(f"report written to {path}: {m['epochs']} epoch{'s' * (m['epochs'] != 1)} of {m['recipe']}, final test accuracy {m['final_test_acc']:.2%} "
-          f"on {m['test_images']:,} test images ({m['data_source']})")
+                       batch_size=a.batch_size, device=a.device, limit=a.limit, num_workers=a.workers,
+                       force=a.force)
+    m = read_run(run)[0]
+    print(f"report written to {path}: {m['epochs']} epoch{'s' * (m['epochs'] != 1)} of {m['recipe']}, "
+          f"final test accuracy {m['final_test_acc']:.2%} on {m['test_images']:,} test images "
+          f"({m['data_source']})")
     return 0
 
 # %% ../nbs/06_cli.ipynb #54ea3357
+def _data_args(p: argparse.ArgumentParser):
+    p.add_argument('--recipe', default='fast', help="fast, s8, s9 or s10 (default: %(default)s)")
+    p.add_argument('--data', default='auto', help="'auto', 'sample', 'download' or a path to a CIFAR-10 copy")
+    p.add_argument('--batch-size', type=_positive, help="override the recipe's batch size")
+    p.add_argument('--device', default=None, help="cuda, mps or cpu (default: the best available)")
+    p.add_argument('--limit', type=_positive, help="use only the first N train and test images (quick runs)")
+    p.add_argument('--workers', type=int, default=None, help="DataLoader worker processes")
+
+def _parser(sub, name: str, help: str, func, data: bool = True):
+    p = sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + '.')
+    if data: _data_args(p)
+    p.set_defaults(func=func)
+    return p
+
+# %% ../nbs/06_cli.ipynb #87446104
 def make_parser() -> argparse.ArgumentParser:
     "The `eva_cam` argument parser with its four commands."
     from eva_cam import __version__
-    p = argparse.ArgumentParser(prog='eva_cam', description="ResNet18 on CIFAR-10: train, find a learning rate, explain with Grad-CAM, write the report.")
+    p = argparse.ArgumentParser(prog='eva_cam', description="ResNet18 on CIFAR-10: train, find a learning "
+                                "rate, explain with Grad-CAM, write the report.")
     p.add_argument('--version', action='version', version=f'eva_cam {__version__}')
     sub = p.add_subparsers(dest='command', required=True, metavar='COMMAND')
-    t = sub.add_parser('train', help='train a recipe into a run folder', description='Train a recipe (fast, s8, s9, s10) into a run folder: checkpoints, history, metrics, curves.')
-    _data_args(t)
+    t = _parser(sub, 'train', 'train a recipe into a run folder', _cmd_train)
     t.add_argument('--epochs', type=_positive, help="override the recipe's number of epochs")
-    t.add_argument('--lr', type=_lr, help="override the recipe's learning rate (a number, or 'find')")
+    t.add_argument('--lr', type=lambda v: _number(v, True), help="override the recipe's rate (or 'find')")
     t.add_argument('--out', required=True, type=_folder, help='run folder')
     t.add_argument('--resume', action='store_true', help='continue the run in --out from its checkpoint')
     t.add_argument('--force', action='store_true', help='replace the run in --out')
-    t.add_argument('--sync-bn', action='store_true', help='under torchrun on GPUs: BatchNorm statistics over all processes')
+    t.add_argument('--sync-bn', action='store_true', help='torchrun on GPUs: BatchNorm over all processes')
     t.add_argument('--set', type=parse_setting, action='append', default=[], metavar='KEY=VALUE',
-                   help="change any other recipe key, e.g. --set ema=0.998 --set label_smoothing=0.2 (repeatable)")
-    t.set_defaults(func=cmd_train)
-    f = sub.add_parser('lr-find', help='LR range test: plot and suggestions', description="Run the LR range test with a recipe's model and batches; write lr_find.png and lr_find.json.")
-    _data_args(f)
-    f.add_argument('--start-lr', type=_positive_float, default=1e-7, help='the first learning rate tried (default: %(default)s)')
-    f.add_argument('--end-lr', type=_positive_float, default=10, help='the last learning rate tried (default: %(default)s)')
-    f.add_argument('--num-iter', type=_positive, default=100, help='training steps from --start-lr to --end-lr (default: %(default)s)')
+                   help="change any other recipe key, e.g. --set label_smoothing=0.2 (repeatable)")
+    f = _parser(sub, 'lr-find', "run the LR range test with a recipe's model and batches", _cmd_lr_find)
+    f.add_argument('--start-lr', type=_number, default=1e-7, help='the first rate (default: %(default)s)')
+    f.add_argument('--end-lr', type=_number, default=10, help='the last rate tried (default: %(default)s)')
+    f.add_argument('--num-iter', type=_positive, default=100, help='steps of the test (default: %(default)s)')
     f.add_argument('--out', required=True, type=_folder, help='folder for lr_find.png and lr_find.json')
-    f.set_defaults(func=cmd_lr_find)
-    c = sub.add_parser('cam', help='explain an image of your own with Grad-CAM', description='Explain an image of your own with Grad-CAM, using the trained ResNet18 eva_cam ships or the model of your own run.')
-    c.add_argument('--run', default=None, help='a run folder written by eva_cam train (default: the trained ResNet18 eva_cam ships)')
+    c = _parser(sub, 'cam', 'explain an image of your own with Grad-CAM', _cmd_cam, data=False)
+    c.add_argument('--run', default=None, help='a run folder (default: the model eva_cam ships)')
     c.add_argument('--image', required=True, help='any image Pillow reads; it is resized to 32x32')
-    c.add_argument('--layer', default='layer3', help='the layer to explain, e.g. layer2, layer3, layer4.1 (default: %(default)s)')
-    c.add_argument('--target', default='pred', help="the class the map is for: pred, true, a class name or index (default: %(default)s)")
+    c.add_argument('--layer', default='layer3', help='the layer, e.g. layer4 (default: %(default)s)')
+    c.add_argument('--target', default='pred', help="the map's class: pred, true, a class name or index")
     c.add_argument('--true-class', default=None, help='the real class of the image, for --target true')
-    c.add_argument('--out', default='cam.png', type=_folder, help='the PNG written: image, map and overlay (default: %(default)s)')
-    c.set_defaults(func=cmd_cam)
-    r = sub.add_parser('report', help='train and write report.html (or report on an existing run)', description='Train a recipe (or read a trained run) and write the Session 8 report: report.html and its figures.')
-    _data_args(r)
+    c.add_argument('--out', default='cam.png', type=_folder, help='the PNG written (default: %(default)s)')
+    r = _parser(sub, 'report', 'train a recipe (or read a run) and write the Session 8 report', _cmd_report)
     r.add_argument('--epochs', type=_positive, help="override the recipe's number of epochs")
     r.add_argument('--run', default=None, type=_folder, help='report on this trained run instead of training')
     r.add_argument('--out', required=True, type=_folder, help='folder for report.html and the figures')
     r.add_argument('--force', action='store_true', help='replace a run already in --out')
-    r.set_defaults(func=cmd_report)
     return p
 
 # %% ../nbs/06_cli.ipynb #73cea368
@@ -199,25 +216,27 @@ def main(argv: list[str]|None = None) -> int:
     except KeyboardInterrupt:
         print(f"eva_cam {a.command}: stopped. {_after_stop(a)}", file=sys.stderr)
         return 130
-    except Exception as e:  # a mistake in the arguments or the machine's state (disk, permissions): one line, no traceback
+    except Exception as e:  # the arguments or the machine's state (disk, permissions): one line, no traceback
         if os.environ.get('EVA_CAM_TRACEBACK'): raise
         print(f"eva_cam {a.command}: error: {_describe(e)}", file=sys.stderr)
         return 2
 
 def _after_stop(a) -> str:
     "What a command stopped with Ctrl-C leaves, and how to go on."
-    if a.command == 'train': return f"The run folder {a.out} keeps its last finished epoch: continue with the same command and --resume."
+    if a.command == 'train':
+        return (f"The run folder {a.out} keeps its last finished epoch: continue with the same command and "
+                "--resume.")
     if a.command == 'report' and a.run is None:
-        return (f"The run in {Path(a.out)/'run'} keeps its last finished epoch: continue it with `eva_cam train --resume --out "
-                f"{Path(a.out)/'run'}` and the same recipe, data and options, then `eva_cam report --run {Path(a.out)/'run'} --out {a.out}`.")
+        run = Path(a.out)/'run'
+        return (f"The run in {run} keeps its last finished epoch: continue it with `eva_cam train --resume "
+                f"--out {run}` and the same options, then `eva_cam report --run {run} --out {a.out}`.")
     return "Its files are written whole at the end, so none was written."
 
-_PLAIN = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
-
 def _describe(e: BaseException) -> str:
-    "One line for an error: its message (its type too, where the message alone may not say what kind of failure it is)."
+    "One line for an error: its message, and its type where the message alone may not say what failed."
     msg = ' '.join(str(e).split()) or 'no message'
-    return msg if type(e) in _PLAIN else f"{type(e).__name__}: {msg}"
+    plain = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
+    return msg if type(e) in plain else f"{type(e).__name__}: {msg}"
 
-if __name__ == '__main__' and '__file__' in globals():  # `python -m eva_cam.cli ...`, which is how torchrun starts it
+if __name__ == '__main__' and '__file__' in globals():  # `python -m eva_cam.cli`, as torchrun starts it
     sys.exit(main())
