@@ -119,7 +119,7 @@ def report_figures(run: str|Path, # a run folder written by `train_run`
         model = model.float()
         scores, draws = split_floor(faithfulness(model, mistakes.images, mistakes.pred, stages, floor=4))
     figures = {'curves': plot_history(history, title=f"{metrics['recipe']}, {metrics['epochs']} epochs"),
-               'misclassified': plot_misclassified(mistakes.images, mistakes.true, mistakes.pred, CLASSES),
+               'misclassified': plot_misclassified(mistakes, CLASSES),
                'gradcam': plot_gradcam_misclassified(model.float(), mistakes, layer, CLASSES),
                'confusion': plot_confusion_matrix(labels, pred, CLASSES)}
     return {'metrics': metrics, 'history': history, 'checkpoint_acc': (pred == labels).float().mean().item(),
