@@ -46,8 +46,8 @@ class Cifar10:
         return f"Cifar10(train={len(self.x_train):,}, test={len(self.x_test):,}, source={self.source!r})"
 
 # %% ../nbs/00_data.ipynb #f48ae1dd
-LAYOUTS = ("a `cifar-10-batches-py` folder, an ImageFolder tree `train/<class>/*`, `test/<class>/*` "
-           "with the 10 class folders, or a .tar.gz/.tgz/.tar of that tree")
+LAYOUTS = ("a cifar-10-batches-py folder, a tree train/<class>/*, test/<class>/* of the 10 classes, "
+           "or a .tar.gz/.tgz/.tar of that tree")
 
 def _tar_members(path: Path):
     "Yield `(split, class, name, bytes)` for each file of a tar archive of an ImageFolder tree."
@@ -169,8 +169,7 @@ def _download(root: Path) -> dict:
     try: tr, te = CIFAR10(root, train=True, download=True), CIFAR10(root, train=False, download=True)
     except Exception as e:
         raise RuntimeError(f"Could not download CIFAR-10 into {root} ({type(e).__name__}: {e}). Offline, "
-                           f"give load_cifar10 a local copy or set EVA_CAM_DATA to one ({LAYOUTS}), or "
-                           f"use load_cifar10('sample') (on the command line: --data sample).") from e
+                           f"give a local copy ({LAYOUTS}) or load_cifar10('sample') (--data sample).") from e
     return dict(x_train=tr.data, y_train=np.array(tr.targets, dtype=np.int64),
                 x_test=te.data, y_test=np.array(te.targets, dtype=np.int64))
 
@@ -215,7 +214,7 @@ def full_cifar10(start: str|Path = '.', # where find_local starts looking
     if found: return load_cifar10(found, cache_dir)
     try: return load_cifar10('download', cache_dir)
     except RuntimeError as e:
-        print(f"Skipped: no full CIFAR-10 here (no local copy; download: {type(e.__cause__).__name__}). "
+        print(f"Skipped: no full CIFAR-10 here ({type(e.__cause__).__name__} on download). "
               f"Set EVA_CAM_DATA to a copy ({LAYOUTS}) to run the cells that need it.")
         return None
 
