@@ -21,22 +21,19 @@ def torchrun_env() -> dict|None:
     "`rank`, `local_rank` and `world_size` as torchrun sets them; None in a process torchrun did not start."
     names = ('RANK', 'LOCAL_RANK', 'WORLD_SIZE')
     if not all(n in os.environ for n in names): return None
-    bad = [f"{n}={os.environ[n]!r}" for n in names if not os.environ[n].isdigit()]
-    if bad: raise ValueError(f"torchrun's environment variables must be integers >= 0, got {', '.join(bad)}.")
-    env = {n.lower(): int(os.environ[n]) for n in names}
-    if env['rank'] >= env['world_size']:
-        raise ValueError(f"RANK={env['rank']} must be smaller than WORLD_SIZE={env['world_size']}.")
-    return env
+    raw = {n: os.environ[n] for n in names}
+    if not all(v.isdigit() for v in raw.values()) or int(raw['RANK']) >= int(raw['WORLD_SIZE']):
+        raise ValueError(f"torchrun's variables must be integers with RANK < WORLD_SIZE, got {raw}.")
+    return {n.lower(): int(v) for n, v in raw.items()}
 
 def scale_lr(lr: float, # the recipe's learning rate
              batch_size: int, # the new global batch size
              base_batch_size: int = 128, # the batch size `lr` was tuned for
             ) -> float:
     "The linear scaling rule (Goyal et al., 2017): `lr` times `batch_size / base_batch_size`."
-    if not (is_number(lr) and lr > 0): raise ValueError(f"lr={lr!r}: expected a positive finite number.")
-    if not (is_int(batch_size, 1) and is_int(base_batch_size, 1)):
-        raise ValueError(f"Batch sizes must be positive integers, got batch_size={batch_size!r}, "
-                         f"base_batch_size={base_batch_size!r}.")
+    if not (is_number(lr) and lr > 0 and is_int(batch_size, 1) and is_int(base_batch_size, 1)):
+        raise ValueError(f"lr={lr!r}, batch_size={batch_size!r}, base_batch_size={base_batch_size!r}: "
+                         f"expected a positive rate and positive integer batch sizes.")
     return float(lr) * batch_size / base_batch_size
 
 # %% ../nbs/07_distributed.ipynb #6499713d
@@ -57,20 +54,6 @@ def _lost_a_process(e: BaseException) -> bool:
     "Whether `e` says that another process of the run died, hung or cannot be reached."
     return isinstance(e, dist.DistError) or 'gloo' in str(e).lower()  # NCCL: DistError; Gloo: RuntimeError
 
-def _join(device: torch.device, env: dict, timeout_s: float) -> torch.device:
-    "Join the process group (NCCL between GPUs, Gloo between CPUs); this process's device."
-    if device.type == 'cuda':
-        if env['local_rank'] >= torch.cuda.device_count():
-            raise ValueError(f"LOCAL_RANK={env['local_rank']} but only {torch.cuda.device_count()} GPUs are "
-                             f"visible: start at most that many processes per machine (--nproc_per_node).")
-        torch.cuda.set_device(env['local_rank']); device = torch.device('cuda', env['local_rank'])
-    elif device.type != 'cpu':
-        raise ValueError(f"Distributed training runs on CUDA GPUs or CPUs, not on {device.type!r}.")
-    cuda = device.type == 'cuda'
-    dist.init_process_group('nccl' if cuda else 'gloo', timeout=datetime.timedelta(seconds=timeout_s),
-                            **({'device_id': device} if cuda else {}))
-    return device
-
 @contextmanager
 def distributed_session(device: torch.device, # cuda (nccl backend) or cpu (gloo backend)
                         out: str|Path|None = None, # the run folder, named when another process fails
@@ -81,7 +64,12 @@ def distributed_session(device: torch.device, # cuda (nccl backend) or cpu (gloo
     if env is None:
         raise RuntimeError("distributed_session needs the RANK, LOCAL_RANK and WORLD_SIZE variables that "
                            "torchrun sets: `torchrun --nproc_per_node=N -m eva_cam.cli train ...`.")
-    device = _join(device, env, timeout_s)
+    if device.type not in ('cuda', 'cpu'):
+        raise ValueError(f"Distributed training runs on CUDA GPUs or CPUs, not on {device.type!r}.")
+    cuda = device.type == 'cuda'
+    if cuda: device = torch.device('cuda', env['local_rank']); torch.cuda.set_device(device)
+    dist.init_process_group('nccl' if cuda else 'gloo', timeout=datetime.timedelta(seconds=timeout_s),
+                            **({'device_id': device} if cuda else {}))
     try:
         yield device
         dist.barrier()  # every process finished its last collective before any tears its connections down
