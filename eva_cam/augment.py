@@ -39,6 +39,7 @@ def augment_params(n: int, # images
     hy, hx = [torch.randint(0, size - cutout + 1, (n,), generator=g) if holes else zero for _ in 'yx']
     return dict(dy=dy, dx=dx, flip=flip, hole=hole, hy=hy, hx=hx)
 
+# %% ../nbs/00a_augment.ipynb #9d0bcdc8
 def augment_batch(x: torch.Tensor, # uint8 images (B, H, W, 3), on any device
                   p: dict, # from `augment_params`
                   cutout: int = 16, # as given to `augment_params`

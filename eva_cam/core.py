@@ -52,6 +52,7 @@ def device_name(device: torch.device) -> str:
     except OSError: pass
     return platform.processor() or platform.machine()
 
+# %% ../nbs/00_core.ipynb #803163a0
 def resolve_precision(precision: str, device: torch.device) -> str:
     "The concrete precision ('bf16', 'fp16' or 'fp32') that `precision` means on `device`."
     if precision not in PRECISIONS:

@@ -115,6 +115,7 @@ def _read_batch(f: Path) -> tuple:
     except Exception as e: raise ValueError(f"Refused {f}: {e}.") from e
     return x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), y.astype(np.int64)
 
+# %% ../nbs/00_data.ipynb #8a7690e7
 def _read_local(path: Path) -> dict:
     "Decode a local CIFAR-10 copy in any of the LAYOUTS into arrays."
     if path.is_file():
@@ -134,6 +135,7 @@ def default_cache_dir() -> Path:
     "Where decoded arrays and downloads go: `$EVA_CAM_CACHE`, else `~/.cache/eva_cam`."
     return Path(os.environ.get('EVA_CAM_CACHE', Path.home()/'.cache'/'eva_cam')).expanduser()
 
+# %% ../nbs/00_data.ipynb #11ed8cb5
 def _stamp(path: Path) -> str:
     "A hash of the size and modification time of `path`, or of every file in it."
     files = sorted(p for p in path.rglob('*') if p.is_file()) if path.is_dir() else [path]
@@ -242,6 +244,7 @@ def check_augment(tfms: str, cutout: int, translate: int, tfms_key: str = 'tfms'
              'the most pixels an image moves each way, an integer from 0 to 16')):
         if not ok: raise ValueError(f"{key}={value!r}: expected {expected}.")
 
+# %% ../nbs/00_data.ipynb #8df5998c
 def get_transforms(name: str = 'standard', # one of TRANSFORMS
                    mean: tuple = CIFAR10_MEAN, std: tuple = CIFAR10_STD,
                    cutout: int = 16, # side of the cutout hole, for 's10' and 'standard'; 0 leaves it out
@@ -299,6 +302,7 @@ def default_workers() -> int:
     "DataLoader workers: half the cores (the model needs the rest on a CPU), at most 4."
     return min(4, (os.cpu_count() or 2) // 2)
 
+# %% ../nbs/00_data.ipynb #3020b01b
 def get_dataloaders(data: Cifar10, # the images, from `load_cifar10`
                     tfms: str = 'standard', # one of TRANSFORMS
                     batch_size: int = 128, # training batch (the course's default)
@@ -343,6 +347,7 @@ def denormalize(x: torch.Tensor, mean: tuple = CIFAR10_MEAN, std: tuple = CIFAR1
     m, s = (torch.tensor(v, device=x.device).view(-1, 1, 1) for v in (mean, std))
     return (x.float() * s + m).clamp(0, 1)
 
+# %% ../nbs/00_data.ipynb #789080de
 def show_images(images: torch.Tensor, # normalised images `(N, 3, H, W)`
                 titles: list|None = None, # one title per image (a title may have several lines), or None
                 ncols: int = 8, # images per row
