@@ -54,6 +54,7 @@ def _lost_a_process(e: BaseException) -> bool:
     "Whether `e` says that another process of the run died, hung or cannot be reached."
     return isinstance(e, dist.DistError) or 'gloo' in str(e).lower()  # NCCL: DistError; Gloo: RuntimeError
 
+# %% ../nbs/07_distributed.ipynb #8fdb1c36
 @contextmanager
 def distributed_session(device: torch.device, # cuda (nccl backend) or cpu (gloo backend)
                         out: str|Path|None = None, # the run folder, named when another process fails
