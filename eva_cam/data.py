@@ -212,10 +212,8 @@ def full_cifar10(start: str|Path = '.', # where find_local starts looking
                  cache_dir: str|Path|None = 'default', # as in load_cifar10
                 ) -> Cifar10|None:
     "The full CIFAR-10 (`EVA_CAM_DATA`, a local copy, else a download), or None with one printed line."
-    found = os.environ.get('EVA_CAM_DATA') or find_local(start)
-    if found: return load_cifar10(found, cache_dir)
-    try: return load_cifar10('download', cache_dir)
-    except RuntimeError as e:
+    try: return load_cifar10(os.environ.get('EVA_CAM_DATA') or find_local(start) or 'download', cache_dir)
+    except RuntimeError as e:  # only the download raises one
         print(f"Skipped: no full CIFAR-10 here ({type(e.__cause__).__name__} on download). "
               f"Set EVA_CAM_DATA to a copy ({LAYOUTS}) to run the cells that need it.")
         return None
