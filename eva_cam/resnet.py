@@ -21,7 +21,6 @@ __all__ = ['MODELS', 'PRETRAINED', 'BasicBlock', 'ResNet', 'ResNet18', 'ResNet34
 # %% ../nbs/01_resnet.ipynb #1faed32d
 class BasicBlock(nn.Module):
     "Two 3x3 conv-BN layers with a shortcut: `relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))`."
-    expansion = 1
     def __init__(self, in_planes: int, planes: int, stride: int = 1):
         super().__init__()
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
@@ -30,7 +29,8 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.shortcut = nn.Sequential()
         if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes))
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False),
+                                          nn.BatchNorm2d(planes))
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
@@ -39,24 +39,16 @@ class BasicBlock(nn.Module):
 
 # %% ../nbs/01_resnet.ipynb #84e65b3a
 class ResNet(nn.Module):
-    "A CIFAR ResNet: 3x3 stem, four stages of `block`s (widths 64-128-256-512), global average pool, linear head."
+    "A CIFAR ResNet: 3x3 stem, four stages of `block`s 64-128-256-512 wide, global average pool, linear head."
     def __init__(self, block=BasicBlock, num_blocks=(2, 2, 2, 2), num_classes: int = 10):
         super().__init__()
-        self.in_planes = 64
         self.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
-        self.layer1 = self._make_layer(block, 64, num_blocks[0], 1)
-        self.layer2 = self._make_layer(block, 128, num_blocks[1], 2)
-        self.layer3 = self._make_layer(block, 256, num_blocks[2], 2)
-        self.layer4 = self._make_layer(block, 512, num_blocks[3], 2)
-        self.fc = nn.Linear(512 * block.expansion, num_classes)
-
-    def _make_layer(self, block, planes, n, stride):
-        layers = []
-        for s in [stride] + [1] * (n - 1):
-            layers.append(block(self.in_planes, planes, s))
-            self.in_planes = planes * block.expansion
-        return nn.Sequential(*layers)
+        widths, strides, c_in = (64, 128, 256, 512), (1, 2, 2, 2), 64
+        for i, (w, s, n) in enumerate(zip(widths, strides, num_blocks), 1):
+            blocks = [block(c_in if j == 0 else w, w, s if j == 0 else 1) for j in range(n)]
+            setattr(self, f'layer{i}', nn.Sequential(*blocks)); c_in = w
+        self.fc = nn.Linear(512, num_classes)
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
@@ -79,11 +71,13 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 # %% ../nbs/01_resnet.ipynb #edabf23b
-def stage_sizes(model: nn.Module, input_size=(1, 3, 32, 32), names=('conv1', 'layer1', 'layer2', 'layer3', 'layer4')) -> dict:
-    "Output shape `(C, H, W)` of each named submodule for one forward pass of zeros, in eval mode (BatchNorm's statistics untouched)."
+def stage_sizes(model: nn.Module, input_size=(1, 3, 32, 32),
+                names=('conv1', 'layer1', 'layer2', 'layer3', 'layer4')) -> dict:
+    "Output shape `(C, H, W)` of each named submodule for one forward pass of zeros, BatchNorm untouched."
     shapes, hooks = {}, []
     for n in names:
-        hooks.append(model.get_submodule(n).register_forward_hook(lambda m, i, o, n=n: shapes.__setitem__(n, tuple(o.shape[1:]))))
+        hook = lambda m, i, o, n=n: shapes.__setitem__(n, tuple(o.shape[1:]))
+        hooks.append(model.get_submodule(n).register_forward_hook(hook))
     try:
         with torch.no_grad(), eval_mode(model): model(torch.zeros(input_size, device=model_device(model)))
     finally:
@@ -95,7 +89,7 @@ MODELS = {'resnet18': ResNet18, 'resnet34': ResNet34}
 
 def make_model(name: str = 'resnet18', # one of MODELS
                num_classes: int = 10, zero_init_residual: bool = False) -> nn.Module:
-    "A fresh model by name, optionally with every residual branch starting at zero (Goyal et al., 2017). Raises ValueError for an unknown name."
+    "A fresh model by name, optionally with every residual branch starting at zero."
     if name not in MODELS: raise ValueError(f"Unknown model {name!r}: expected one of {tuple(MODELS)}.")
     model = MODELS[name](num_classes)
     if zero_init_residual:
@@ -110,30 +104,24 @@ def model_summary(model: nn.Module, input_size=(1, 3, 32, 32), depth: int = 2, *
     from torchinfo.enums import Units
     stats = summary(model, input_size=input_size, depth=depth, col_names=('output_size', 'num_params'),
                     device=model_device(model), verbose=0, **kwargs)
-    stats.formatting.macs_units = Units.NONE  # the exact count: its unit label prints as 'Units.MEGABYTES' on Python 3.11+
+    stats.formatting.macs_units = Units.NONE  # the exact count (its unit label is broken on Python 3.11+)
     return stats
 
 # %% ../nbs/01_resnet.ipynb #d47fcf29
 PRETRAINED = 'resnet18_cifar10'  # eva_cam/weights/PRETRAINED.pt and .json
 
 def pretrained_record() -> dict:
-    "The record of the shipped weights: the run that made them, its test accuracy, commit, date, and the file's sha256."
+    "The record of the shipped weights: the run that made them, its test accuracy, commit, date, and sha256."
     return json.loads((files('eva_cam') / 'weights' / f'{PRETRAINED}.json').read_text())
 
 def load_pretrained(device: str|torch.device = 'cpu', # where the model goes
-                    path: str|Path|None = None, # a copy of the shipped weights file; default: the one in the package (your own runs: `checkpoint_model`, chapter 02)
+                    path: str|Path|None = None, # a copy of the shipped file; default: the package's
                    ) -> ResNet:
-    """ResNet18 trained on the full CIFAR-10 (`pretrained_record()` says how), in eval mode on `device`.
-
-    Takes images normalised as `eva_cam.data.get_transforms` does, `(N, 3, 32, 32)`, and returns logits `(N, 10)`
-    in the order of `eva_cam.data.CLASSES`. The file's sha256 is checked against the record before it is read,
-    and it is read with `weights_only=True`. Raises FileNotFoundError naming a missing file and ValueError
-    naming an altered one."""
-    path = Path(path) if path is not None else Path(str((files('eva_cam') / 'weights' / f'{PRETRAINED}.pt')))
-    if not path.is_file(): raise FileNotFoundError(f"No weights at {path}: reinstall eva_cam, or train a run with `eva_cam train`.")
-    want = pretrained_record()['sha256']
-    got = hashlib.sha256(path.read_bytes()).hexdigest()
-    if got != want: raise ValueError(f"The weights file {path} has been altered or damaged: its sha256 is {got}, the record says {want}.")
+    "ResNet18 trained on the full CIFAR-10 (`pretrained_record()` says how), in eval mode on `device`."
+    path = Path(path) if path is not None else Path(str(files('eva_cam') / 'weights' / f'{PRETRAINED}.pt'))
+    if not path.is_file(): raise FileNotFoundError(f"No weights at {path}: reinstall eva_cam.")
+    want, got = pretrained_record()['sha256'], hashlib.sha256(path.read_bytes()).hexdigest()
+    if got != want: raise ValueError(f"The weights file {path} has been altered: sha256 {got}, not {want}.")
     model = ResNet18()
-    model.load_state_dict(torch.load(path, map_location='cpu', weights_only=True))  # fp16 values into fp32 parameters
+    model.load_state_dict(torch.load(path, map_location='cpu', weights_only=True))  # fp16 into fp32
     return model.to(device).eval()

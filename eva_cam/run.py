@@ -139,7 +139,7 @@ def recipe_dataloaders(cfg: dict, # a recipe (`get_recipe`) or a run's config.js
                        rank: int = 0, world_size: int = 1, # this process, and the processes of the run
                        on_device: bool = False, # training batches made on `device` by a `DeviceLoader`
                       ) -> tuple:
-    "The training and test loaders of the recipe `cfg`; the training loader carries its seed for `fit`."
+    "The training and test loaders of the recipe `cfg` (the training loader carries its seed for `fit`)."
     if on_device and world_size > 1: raise ValueError(f"on_device=True is for one process, not {world_size}.")
     train_dl, test_dl = get_dataloaders(data, cfg['tfms'], cfg['batch_size'], num_workers=num_workers,
                                         seed=cfg['seed'], device=device, limit=limit, rank=rank,
@@ -147,7 +147,6 @@ def recipe_dataloaders(cfg: dict, # a recipe (`get_recipe`) or a run's config.js
                                         translate=cfg['translate'])
     if on_device: train_dl = DeviceLoader(train_dl.dataset, cfg['tfms'], cfg['batch_size'], cfg['cutout'],
                                           cfg['seed'], device, cfg['translate'])
-    train_dl.seed = cfg['seed']  # fit reseeds each epoch from it
     return train_dl, test_dl
 
 # %% ../nbs/03b_run.ipynb #a6d98ffe
