@@ -72,10 +72,10 @@ def pipeline_train_speed(data, precision: str, bs: int, steps: int, num_workers:
     torch.manual_seed(0)
     model = ResNet18(); opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     warm_dl, _ = get_dataloaders(data, 'standard', batch_size=bs, num_workers=num_workers, limit=bs * warmup)
-    train_epoch(model, warm_dl, opt, device=CPU, precision=precision, epoch_desc='warm-up')
+    train_epoch(model, warm_dl, opt, device=CPU, precision=precision, desc='warm-up')
     dl, _ = get_dataloaders(data, 'standard', batch_size=bs, num_workers=num_workers, limit=bs * steps)
     t = time.perf_counter()
-    train_epoch(model, dl, opt, device=CPU, precision=precision, epoch_desc=f'pipeline {precision}')
+    train_epoch(model, dl, opt, device=CPU, precision=precision, desc=f'pipeline {precision}')
     return len(dl.dataset) / (time.perf_counter() - t)
 
 
