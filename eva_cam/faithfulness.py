@@ -120,7 +120,7 @@ def faithfulness(model: nn.Module, x: torch.Tensor, targets, # images `(N, C, H,
                  steps: int = 16, # see `deletion_insertion`
                  floor: int = 0, # how many sets of `random_maps` to score beside the maps
                 ) -> dict:
-    "`score_maps` of each layer's maps, by layer (and method, for a list), and of `floor` sets of random maps."
+    "`score_maps` of each layer's maps, by layer (and method, for a list), and of `floor` random map sets."
     if not is_int(floor, 0): raise ValueError(f"floor must be an integer >= 0, got {floor!r}.")
     clash = [n for n in (*layers, *([method] if isinstance(method, str) else method)) if _is_random(n)]
     if floor and clash: raise ValueError(f"A layer or method is called {clash[0]!r}: use floor=0.")
