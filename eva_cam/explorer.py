@@ -55,6 +55,21 @@ def _build(ex):
     controls = widgets.VBox([ex.image, ex.layer, ex.method, ex.target, ex.alpha])
     ex.widget = widgets.VBox([widgets.HBox([controls, ex.info]), widgets.HBox([*titled, ex.panel])])
 
+# %% ../nbs/04b_explorer.ipynb #f51365df
+def _score_panel(scores: dict, # `{layer: {measure: float}}`, ranked, from `GradCamExplorer.layer_scores`
+                 layer: str) -> str:
+    "The explorer's score panel as HTML: the chosen `layer`'s scores, then the ranking."
+    s = scores[layer]
+    head = (f"<b>faithfulness on this image</b><br>{layer}: deletion {s['deletion_auc']:.3f}, insertion "
+            f"{s['insertion_auc']:.3f}, confidence change {s['confidence_change']:+.3f}<br>"
+            f"<small>deletion: lower is better; the others: higher</small>")
+    bold = lambda n: " style='font-weight:bold'" if n == layer else ''
+    rows = ''.join(f"<tr{bold(n)}><td>{k}.</td><td>{n}</td><td>{v['deletion_auc']:.3f}</td><td>"
+                   f"{v['insertion_auc']:.3f}</td><td>{v['confidence_change']:+.3f}</td></tr>"
+                   for k, (n, v) in enumerate(scores.items(), 1))
+    return (f"{head}<table class='eva-ranking'><tr><th></th><th>layer</th><th>deletion</th><th>insertion</th>"
+            f"<th>conf.</th></tr>{rows}</table>")
+
 # %% ../nbs/04b_explorer.ipynb #5b5bd341
 class GradCamExplorer:
     "A widget of class activation maps by image, layer, method, class and opacity, with faithfulness scores."
@@ -136,21 +151,6 @@ class GradCamExplorer:
 
     def on_change_image(self, change=None): self.update()
     on_change_layer = on_change_method = on_change_target = on_change_alpha = on_change_image
-
-# %% ../nbs/04b_explorer.ipynb #f51365df
-def _score_panel(scores: dict, # `{layer: {measure: float}}`, ranked, from `GradCamExplorer.layer_scores`
-                 layer: str) -> str:
-    "The explorer's score panel as HTML: the chosen `layer`'s scores, then the ranking."
-    s = scores[layer]
-    head = (f"<b>faithfulness on this image</b><br>{layer}: deletion {s['deletion_auc']:.3f}, insertion "
-            f"{s['insertion_auc']:.3f}, confidence change {s['confidence_change']:+.3f}<br>"
-            f"<small>deletion: lower is better; the others: higher</small>")
-    bold = lambda n: " style='font-weight:bold'" if n == layer else ''
-    rows = ''.join(f"<tr{bold(n)}><td>{k}.</td><td>{n}</td><td>{v['deletion_auc']:.3f}</td><td>"
-                   f"{v['insertion_auc']:.3f}</td><td>{v['confidence_change']:+.3f}</td></tr>"
-                   for k, (n, v) in enumerate(scores.items(), 1))
-    return (f"{head}<table class='eva-ranking'><tr><th></th><th>layer</th><th>deletion</th><th>insertion</th>"
-            f"<th>conf.</th></tr>{rows}</table>")
 
 # %% ../nbs/04b_explorer.ipynb #13dd94e2
 def explore(model: nn.Module|None = None, # default: the trained ResNet18 eva_cam ships (`load_pretrained`)
