@@ -204,11 +204,11 @@ def _capture(model: nn.Module, x: torch.Tensor, names: list, t: torch.Tensor|Non
         t = logits.argmax(1) if t is None else t
         if t.max() >= logits.shape[1]:
             raise ValueError(f"Class {t.max()} out of range: the model has {logits.shape[1]} classes.")
-        if backward:
+        lost = [n for n in names if n not in hooks.activations]
+        if backward and not lost:
             score = logits.gather(1, t.to(logits.device)[:, None]).sum()
-            torch.autograd.grad(score, [hooks.activations[n] for n in names if n in hooks.activations],
-                                allow_unused=True)
-        lost = [n for n in names if n not in hooks.activations or backward and n not in hooks.gradients]
+            torch.autograd.grad(score, [hooks.activations[n] for n in names], allow_unused=True)
+            lost = [n for n in names if n not in hooks.gradients]
         if lost: raise ValueError(f"Layer(s) {lost} did not run, or the class score does not depend on them.")
     return hooks.activations, hooks.gradients, logits.detach(), t
 
