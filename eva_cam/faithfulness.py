@@ -8,107 +8,97 @@ import torch
 import torch.nn as nn
 
 from .core import eval_mode, is_int, model_device
-from .gradcam import _check_targets, gradcam
+from .gradcam import check_targets, gradcam
 
 # %% auto #0
 __all__ = ['STAGES', 'confidence_change', 'deletion_insertion', 'score_maps', 'stages_in', 'insertion_minus_deletion',
            'rank_layers', 'random_maps', 'faithfulness', 'split_floor', 'floor_text']
 
 # %% ../nbs/04a_faithfulness.ipynb #86310570
-def _target_probs(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Softmax probability of each image's target class, `(N,)` on `x`'s device, in eval mode and without gradients; each
-    batch goes to the model's device (images on the CPU, model on a GPU: as the report has them)."""
+def _target_probs(model: nn.Module, x: torch.Tensor, t: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    "Softmax probability of each image's target, `(N,)` on `x`'s device."
     dev = model_device(model)
     with torch.no_grad(), eval_mode(model):
-        return torch.cat([model(x[i:i + batch_size].to(dev)).float().softmax(1).to(x.device).gather(1, targets[i:i + batch_size, None])[:, 0]
-                          for i in range(0, len(x), batch_size)])
+        return torch.cat([model(x[i:i + batch_size].to(dev)).float().softmax(1).to(x.device)
+                          .gather(1, t[i:i + batch_size, None])[:, 0] for i in range(0, len(x), batch_size)])
 
-def _check_cams(cams: torch.Tensor, x: torch.Tensor, name: str = 'cams'):
-    "Raise unless `cams` holds one map `(H, W)` per image of `x`."
+def _targets(x: torch.Tensor, targets, cams: dict) -> torch.Tensor:
+    "The targets on `x`'s device, once each of `cams` (name -> maps) holds one map `(H, W)` per image."
     want = (x.shape[0], *x.shape[2:])
-    if cams.shape != want: raise ValueError(f"{name} must be (N, H, W) = {want} for x {tuple(x.shape)}, got {tuple(cams.shape)}.")
-
-def _targets(targets, x: torch.Tensor) -> torch.Tensor:
-    "The classes to score, `(N,)` on `x`'s device: checked as `gradcam` checks them (chapter 04), but required."
-    t = _check_targets(targets, len(x))
-    if t is None: raise ValueError("targets is None: give the class of each image (one index for all, or one per image).")
+    for k, c in cams.items():
+        if tuple(c.shape) != want: raise ValueError(f"{k} must be (N, H, W) = {want}, got {tuple(c.shape)}.")
+    t = check_targets(targets, len(x))
+    if t is None: raise ValueError("targets is None: give the class of each image.")
     return t.to(x.device)
 
 def confidence_change(model: nn.Module, # the classifier
                       x: torch.Tensor, # normalised images `(N, C, H, W)`
                       cams: torch.Tensor, # maps `(N, H, W)` in [0, 1], e.g. from `gradcam`
-                      targets, # the class of each image, `(N,)`
+                      targets, # the class of each image (see `check_targets`)
                      ) -> torch.Tensor:
-    """The target's softmax probability on `x * cam` minus on `x`, per image, `(N,)`, in [-1, 1]: near 0 or above, the map kept
-    what the model needs. Equals pytorch-grad-cam's `CamMultImageConfidenceChange` with `ClassifierOutputSoftmaxTarget`."""
-    _check_cams(cams, x)
-    t = _targets(targets, x)
+    "The target's softmax probability on `x * cam` minus on `x`, per image, `(N,)` in [-1, 1]."
+    t = _targets(x, targets, {'cams': cams})
     return _target_probs(model, x * cams[:, None].to(x), t) - _target_probs(model, x, t)
 
-def _curves(model: nn.Module, x, cams, t, base, steps: int) -> dict:
-    "Deletion and insertion curves `(N, steps + 1)` of a few images: all their changed copies go through the model together."
+# %% ../nbs/04a_faithfulness.ipynb #def1e2d5
+def _curves(model: nn.Module, x, cams, t, steps: int) -> dict:
     n, _, h, w = x.shape
-    rank = cams.to(x.device).flatten(1).argsort(dim=1, descending=True, stable=True).argsort(dim=1)  # each pixel's place in the order
+    base = torch.zeros_like(x)  # the mean colour in normalised space
+    rank = cams.to(x.device).flatten(1).argsort(dim=1, descending=True, stable=True).argsort(dim=1)
     k = torch.linspace(0, h * w, steps + 1, device=x.device).round().long()
-    top = (rank[:, None, :] < k[None, :, None]).view(n, steps + 1, 1, h, w)  # (N, steps+1, 1, H, W): the first k pixels
-    return {name: _target_probs(model, torch.where(top, a[:, None], b[:, None]).flatten(0, 1), t.repeat_interleave(steps + 1)).view(n, steps + 1)
+    top = (rank[:, None, :] < k[None, :, None]).view(n, steps + 1, 1, h, w)  # the first k pixels
+    return {name: _target_probs(model, torch.where(top, a[:, None], b[:, None]).flatten(0, 1),
+                                t.repeat_interleave(steps + 1)).view(n, steps + 1)
             for name, a, b in (('deletion', base, x), ('insertion', x, base))}
 
 def deletion_insertion(model: nn.Module, # the classifier
                        x: torch.Tensor, # normalised images `(N, C, H, W)`
-                       cams: torch.Tensor, # maps `(N, H, W)`: the order in which pixels are deleted or inserted, highest first
-                       targets, # the class of each image, `(N,)`
-                       steps: int = 16, # points on each curve after the first: k/steps of the pixels, k = 0..steps
-                       baseline: torch.Tensor|None = None, # what deleted pixels become, broadcast to x; default zeros (the mean colour)
-                       chunk: int = 64, # images whose changed copies (2 x (steps + 1) each) are in memory at once
+                       cams: torch.Tensor, # maps `(N, H, W)`: the order of the pixels, highest first
+                       targets, # the class of each image (see `check_targets`)
+                       steps: int = 16, # points on each curve after the first: k/steps of the pixels
+                       chunk: int = 64, # images whose changed copies are in memory at once
                       ) -> dict:
-    """Deletion and insertion curves and their areas (Petsiuk et al., 2018): the target's softmax probability as the map's
-    pixels are removed (deletion, lower area is better) or put back onto the baseline (insertion, higher is better).
-
-    Returns `deletion` and `insertion` `(N, steps + 1)`, and `deletion_auc` and `insertion_auc` `(N,)` (trapezoid rule over
-    the fraction of pixels, 0 to 1). Ties in a map keep pixel order (a stable sort), so a flat map deletes row by row."""
-    _check_cams(cams, x)
+    "Deletion and insertion curves of the target's probability, `(N, steps + 1)`, and their areas `(N,)`."
+    t = _targets(x, targets, {'cams': cams})
     if not is_int(steps, 1): raise ValueError(f"steps must be a positive integer, got {steps!r}.")
-    t = _targets(targets, x)
-    base = torch.zeros_like(x) if baseline is None else torch.as_tensor(baseline).to(x).expand_as(x)
-    parts = [_curves(model, x[i:i + chunk], cams[i:i + chunk], t[i:i + chunk], base[i:i + chunk], steps) for i in range(0, len(x), chunk)]
-    curves = {name: torch.cat([p[name] for p in parts]) for name in ('deletion', 'insertion')}
-    return {**curves, **{f'{name}_auc': torch.trapezoid(c, dx=1 / steps, dim=1) for name, c in curves.items()}}
+    parts = [_curves(model, x[i:i + chunk], cams[i:i + chunk], t[i:i + chunk], steps)
+             for i in range(0, len(x), chunk)]
+    curves = {k: torch.cat([p[k] for p in parts]) for k in ('deletion', 'insertion')}
+    return {**curves, **{f'{k}_auc': torch.trapezoid(c, dx=1 / steps, dim=1) for k, c in curves.items()}}
 
 # %% ../nbs/04a_faithfulness.ipynb #5767880b
-def score_maps(model: nn.Module, x: torch.Tensor, # the classifier and normalised images `(N, C, H, W)`
-               cams: dict, # name -> maps `(N, H, W)` of `x`, e.g. one per layer or per method
-               targets, # the class of each image, `(N,)`, or one index for all
+def score_maps(model: nn.Module, x: torch.Tensor, # the classifier; normalised images `(N, C, H, W)`
+               cams: dict, # name -> maps `(N, H, W)` of `x`, e.g. one per layer or method
+               targets, # the class of each image (see `check_targets`)
                steps: int = 16, # see `deletion_insertion`
               ) -> dict:
-    """Per name, the means over `x` of `deletion_auc` (lower is better), `insertion_auc` and `confidence_change` (higher is
-    better), each in [0, 1] or [-1, 1]: `{name: {measure: float}}`. All names are scored in one batched set of passes."""
-    t, names = _targets(targets, x), list(cams)
-    for n in names: _check_cams(cams[n], x, f"cams[{n!r}]")
+    "Per name, the means over `x` of `deletion_auc`, `insertion_auc` and `confidence_change`, batched."
+    t, names = _targets(x, targets, {f"cams[{n!r}]": c for n, c in cams.items()}), list(cams)
     if not names: return {}
-    # the maps stay float32 whatever x is: in bf16 a map has ~128 levels in [0.5, 1), and ties would order pixels row by row
-    xs, ts, cs = x.repeat(len(names), 1, 1, 1), t.repeat(len(names)), torch.cat([cams[n].to(x.device, torch.float32) for n in names])
+    # the maps stay float32 whatever x is: in bf16, ties would order pixels row by row
+    xs, ts = x.repeat(len(names), 1, 1, 1), t.repeat(len(names))
+    cs = torch.cat([cams[n].to(x.device, torch.float32) for n in names])
     di = deletion_insertion(model, xs, cs, ts, steps)
-    cc = _target_probs(model, xs * cs[:, None].to(xs.dtype), ts) - di['deletion'][:, 0]  # a deletion curve starts on the unchanged image
+    cc = _target_probs(model, xs * cs[:, None].to(xs.dtype), ts) - di['deletion'][:, 0]  # starts on x
     per = {'deletion_auc': di['deletion_auc'], 'insertion_auc': di['insertion_auc'], 'confidence_change': cc}
     per = {k: v.view(len(names), -1).mean(1).tolist() for k, v in per.items()}
     return {n: {k: v[j] for k, v in per.items()} for j, n in enumerate(names)}
 
-STAGES = ('layer1', 'layer2', 'layer3', 'layer4')  # the layers scored unless told: a ResNet's four stages
+STAGES = ('layer1', 'layer2', 'layer3', 'layer4')  # a ResNet's four stages: the layers scored unless told
 
 def stages_in(model: nn.Module) -> list:
     "The names of `STAGES` that `model` has (none for a model that is not a ResNet)."
     names = dict(model.named_modules())
     return [n for n in STAGES if n in names]
 
-def insertion_minus_deletion(s: dict # one name's measures from `score_maps`: `{'deletion_auc': float, 'insertion_auc': float, ...}`
-                             ) -> float:
-    "Insertion area minus deletion area, in [-1, 1]: how far ahead of its deletion curve a map's insertion curve runs, higher is better."
+def insertion_minus_deletion(s: dict, # one name's measures, from `score_maps`
+                            ) -> float:
+    "Insertion area minus deletion area, in [-1, 1]: higher is better."
     return s['insertion_auc'] - s['deletion_auc']
 
-def rank_layers(scores: dict) -> list:
-    """The names of `scores` (`{name: {measure: float}}`, from `score_maps`, or `faithfulness` for one method), the most
-    faithful first: by `insertion_minus_deletion`, highest first (ties keep their order)."""
+def rank_layers(scores: dict, # `{name: {measure: float}}`, from `score_maps` or `faithfulness`
+               ) -> list:
+    "The names of `scores`, the most faithful first: by `insertion_minus_deletion`, ties in their order."
     return sorted(scores, key=lambda n: -insertion_minus_deletion(scores[n]))
 
 # %% ../nbs/04a_faithfulness.ipynb #caa12170
@@ -118,44 +108,40 @@ def _is_random(name) -> bool:  # a name `random_maps` gives: 'random <k>'
 def random_maps(x: torch.Tensor, # the images `(N, C, H, W)` the maps are for
                 draws: int = 4, # how many sets of maps
                ) -> dict:
-    """`draws` sets of maps of uniform random numbers in [0, 1), `{'random 0': (N, H, W), ...}` on the CPU, seeded 0, 1, ...
-    so that callers with images of the same shape draw the same maps: maps that know nothing about the model, the floor a
-    map has to clear. Score them with the maps they are a floor for, in one `score_maps` call. Raises ValueError for
-    `draws` not an integer >= 1."""
+    "`draws` sets of uniform random maps, `{'random 0': (N, H, W), ...}` on the CPU, seeded 0, 1, ..."
     if not is_int(draws, 1): raise ValueError(f"draws must be an integer >= 1, got {draws!r}.")
-    return {f'random {s}': torch.rand(len(x), *x.shape[-2:], generator=torch.Generator().manual_seed(s)) for s in range(draws)}
+    return {f'random {s}': torch.rand(len(x), *x.shape[-2:], generator=torch.Generator().manual_seed(s))
+            for s in range(draws)}
 
 # %% ../nbs/04a_faithfulness.ipynb #e80352ee
-def faithfulness(model: nn.Module, x: torch.Tensor, targets, # images `(N, C, H, W)` and their classes `(N,)`
+def faithfulness(model: nn.Module, x: torch.Tensor, targets, # images `(N, C, H, W)` and their classes
                  layers: list = STAGES, # the layers to score
                  method: str|list = 'gradcam', # one of CAM_METHODS, or a list of them
                  steps: int = 16, # see `deletion_insertion`
-                 floor: int = 0, # how many sets of `random_maps` to score beside the maps, as the floor
+                 floor: int = 0, # how many sets of `random_maps` to score beside the maps
                 ) -> dict:
-    """`score_maps` of each layer's maps by `method`, for the given classes: `{layer: {measure: mean}}`, or
-    `{method: {layer: ...}}` when `method` is a list, and beside them `'random 0'`, `'random 1'`, ... for `floor` > 0.
-    The maps of all layers and methods come from one forward and one backward pass (`gradcam`), and all of them, with
-    the random ones, are scored in one batched call. Raises ValueError for `floor` not an integer >= 0."""
+    "`score_maps` of each layer's maps, by layer (and method, for a list), and of `floor` random map sets."
     if not is_int(floor, 0): raise ValueError(f"floor must be an integer >= 0, got {floor!r}.")
-    clash = [n for n in (*layers, *([method] if isinstance(method, str) else method)) if _is_random(n)] if floor else []  # split_floor would file it as noise
-    if clash: raise ValueError(f"A layer or method is called {clash[0]!r}, the name of a set of random maps: score it with floor=0.")
-    t = _targets(targets, x)
+    clash = [n for n in (*layers, *([method] if isinstance(method, str) else method)) if _is_random(n)]
+    if floor and clash: raise ValueError(f"A layer or method is called {clash[0]!r}: use floor=0.")
+    t = _targets(x, targets, {})
     cams, noise = gradcam(model, x, list(layers), t, method=method), random_maps(x, floor) if floor else {}
     if isinstance(method, str): return score_maps(model, x, {**cams, **noise}, t, steps)
-    flat = score_maps(model, x, {**{(m, n): c for m, cs in cams.items() for n, c in cs.items()}, **noise}, t, steps)
+    flat = {(m, n): c for m, cs in cams.items() for n, c in cs.items()}
+    flat = score_maps(model, x, {**flat, **noise}, t, steps)
     return {**{m: {n: flat[m, n] for n in cs} for m, cs in cams.items()}, **{n: flat[n] for n in noise}}
 
 # %% ../nbs/04a_faithfulness.ipynb #3b4e5f88
-def split_floor(scores: dict) -> tuple[dict, dict]:
-    """`faithfulness(..., floor=k)`'s scores in two dicts, each in the order scored: the maps' (`{layer: ...}`, or
-    `{method: {layer: ...}}`) and the random sets' (`{'random 0': ..., ...}`, empty for `floor=0`). Every name of the form
-    `'random <k>'` goes to the second: `faithfulness` refuses such a layer or method name when `floor` > 0."""
-    return {n: s for n, s in scores.items() if not _is_random(n)}, {n: s for n, s in scores.items() if _is_random(n)}
+def split_floor(scores: dict, # from `faithfulness(..., floor=k)`
+               ) -> tuple[dict, dict]:
+    "The maps' scores and the random sets' (`'random <k>'`), in two dicts, each in the order scored."
+    floor = {n: s for n, s in scores.items() if _is_random(n)}
+    return {n: s for n, s in scores.items() if n not in floor}, floor
 
-def floor_text(random_scores: dict) -> str:
-    """The floor in one sentence: how many sets of random maps, and the range of their `insertion_minus_deletion`.
-    Raises ValueError for no sets (score them with `faithfulness(..., floor=4)`)."""
-    if not random_scores: raise ValueError("No random maps to state a floor for: score them with faithfulness(..., floor=4).")
+def floor_text(random_scores: dict, # the random sets' scores, from `split_floor`
+              ) -> str:
+    "The floor in one sentence: how many sets of random maps, and their `insertion_minus_deletion`."
+    if not random_scores: raise ValueError("No random maps: score them with faithfulness(..., floor=4).")
     gaps = [insertion_minus_deletion(s) for s in random_scores.values()]
-    return (f"random maps ({len(gaps)} sets) reach {min(gaps):.3f} to {max(gaps):.3f} by insertion minus deletion: "
-            f"a map not above that points at the evidence no better than noise")
+    return (f"random maps ({len(gaps)} sets) reach {min(gaps):.3f} to {max(gaps):.3f} by insertion minus "
+            f"deletion: a map not above that points at the evidence no better than noise")
