@@ -118,7 +118,8 @@ def report_figures(run: str|Path, # a run folder written by `train_run`
     if len(mistakes.pred) and stages:
         model = model.float()
         scores, draws = split_floor(faithfulness(model, mistakes.images, mistakes.pred, stages, floor=4))
-    figures = {'curves': plot_history(history, title=f"{metrics['recipe']}, {metrics['epochs']} epochs"),
+    title = f"{metrics['recipe']}, {len(history)} epoch{'s' * (len(history) != 1)}"
+    figures = {'curves': plot_history(history, title=title),
                'misclassified': plot_misclassified(mistakes, CLASSES),
                'gradcam': plot_gradcam_misclassified(model.float(), mistakes, layer, CLASSES),
                'confusion': plot_confusion_matrix(labels, pred, CLASSES)}

@@ -50,6 +50,7 @@ def site(tmp_path_factory):
                 nb.cells[i] = nbformat.v4.new_markdown_cell(f"# {fm.get('title', '')}\n\n> {fm.get('description', '')}")
         html, _ = exporter.from_notebook_node(nb)
         (out/name.replace('.ipynb', '.html')).write_text(html)
+    if (ROOT/'nbs'/'images').is_dir(): shutil.copytree(ROOT/'nbs'/'images', out/'images')  # as Quarto copies them
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(out))
     server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
