@@ -15,24 +15,21 @@ from .data import CIFAR10_MEAN, CIFAR10_STD, CifarDataset, check_augment
 __all__ = ['augment_params', 'augment_batch', 'DeviceLoader', 'ProgressiveResize']
 
 # %% ../nbs/00a_augment.ipynb #264f3b1b
-def _reflect101(i: torch.Tensor, n: int) -> torch.Tensor:
-    "Indices `i` in [-(n-1), 2(n-1)] mirrored about the edges of a side of `n` (OpenCV's BORDER_REFLECT_101)."
-    i = i.abs()
-    return torch.where(i > n - 1, 2 * (n - 1) - i, i)
-
-def augment_params(n: int, # images
-                   tfms: str = 'standard', # one of TRANSFORMS
-                   cutout: int = 16, # side of the cutout hole; 0 leaves it out
-                   generator: torch.Generator|None = None, # a CPU generator; None: torch's global one
-                   size: int = 32, # side of the images
-                   translate: int = 4, # for 'standard': the most pixels an image moves each way
-                  ) -> dict[str, torch.Tensor]:
+def augment_params(
+    n: int, # images
+    tfms: str = 'standard', # one of TRANSFORMS
+    cutout: int = 16, # side of the cutout hole; 0 leaves it out
+    generator: torch.Generator|None = None, # a CPU generator; None: torch's global one
+    size: int = 32, # side of the images
+    translate: int = 4, # for 'standard': the most pixels an image moves each way, less than `size`
+) -> dict[str, torch.Tensor]:
     "Random parameters for `n` images, drawn as `get_transforms(tfms, cutout, translate)` draws them."
     check_augment(tfms, cutout, translate)
-    g, zero = generator, torch.zeros(n, dtype=torch.long)
+    if not (translate < size and cutout <= size):
+        raise ValueError(f"translate={translate}, cutout={cutout}: expected less than the image side {size}.")
+    g, zero, holes = generator, torch.zeros(n, dtype=torch.long), cutout > 0 and tfms in ('s10', 'standard')
     moves = tfms == 'standard'
     shift = lambda: torch.randint(0, 2 * translate + 1, (n,), generator=g) - translate if moves else zero
-    holes = cutout > 0 and tfms in ('s10', 'standard')
     dy, dx = shift(), shift()
     flip = torch.rand(n, generator=g) < 0.5 if tfms != 'none' else zero.bool()
     hole = torch.rand(n, generator=g) < 0.5 if holes else zero.bool()
@@ -40,22 +37,20 @@ def augment_params(n: int, # images
     return dict(dy=dy, dx=dx, flip=flip, hole=hole, hy=hy, hx=hx)
 
 # %% ../nbs/00a_augment.ipynb #9d0bcdc8
-def augment_batch(x: torch.Tensor, # uint8 images (B, H, W, 3), on any device
-                  p: dict, # from `augment_params`
-                  cutout: int = 16, # as given to `augment_params`
-                  mean: tuple = CIFAR10_MEAN, std: tuple = CIFAR10_STD,
-                 ) -> torch.Tensor:
+def augment_batch(
+    x: torch.Tensor, # uint8 images (B, H, W, 3), on any device
+    p: dict, # from `augment_params` for images of this side
+    cutout: int = 16, # as given to `augment_params`
+    mean: tuple = CIFAR10_MEAN, std: tuple = CIFAR10_STD,
+) -> torch.Tensor:
     "The training transforms of `get_transforms` for a whole batch: shift, flip, cutout, normalise."
     if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
-        raise ValueError(f"augment_batch takes uint8 images (B, H, W, 3), got {x.dtype} {tuple(x.shape)}.")
-    B, H, W, _ = x.shape
-    if any(len(v) != B for v in p.values()):
-        raise ValueError(f"Parameters for {sorted({len(v) for v in p.values()})} images, a batch of {B}.")
-    dev = x.device
-    p = {k: v.to(dev, non_blocking=True) for k, v in p.items()}
-    r, c = torch.arange(H, device=dev), torch.arange(W, device=dev)
-    rows = _reflect101(p['dy'][:, None] + r, H)                                             # (B, H)
-    cols = _reflect101(p['dx'][:, None] + torch.where(p['flip'][:, None], W - 1 - c, c), W)  # (B, W)
+        raise ValueError(f"x: expected uint8 images (B, H, W, 3), got {x.dtype} {tuple(x.shape)}.")
+    (B, H, W, _), dev = x.shape, x.device
+    p, r, c = {k: v.to(dev) for k, v in p.items()}, torch.arange(H, device=dev), torch.arange(W, device=dev)
+    mirror = lambda i, n: torch.where(i.abs() > n - 1, 2 * (n - 1) - i.abs(), i.abs())  # OpenCV's REFLECT_101
+    rows = mirror(p['dy'][:, None] + r, H)                                             # (B, H)
+    cols = mirror(p['dx'][:, None] + torch.where(p['flip'][:, None], W - 1 - c, c), W)  # (B, W)
     out = x[torch.arange(B, device=dev)[:, None, None], rows[:, :, None], cols[:, None, :]]  # (B, H, W, 3)
     if cutout:
         inside = lambda s, ar: (ar >= s[:, None]) & (ar < s[:, None] + cutout)
@@ -71,26 +66,24 @@ class DeviceLoader:
     num_workers, sampler = 0, None  # what `reseed` asks of a loader
     def __init__(self, dataset: CifarDataset, # its images and labels (not its pipeline)
                  tfms: str = 'standard', # one of TRANSFORMS
-                 batch_size: int = 128, # the last batch of an epoch is smaller
-                 cutout: int = 16, # as in `augment_params`
-                 seed: int = 0, # seeds shuffles and parameters (see `reseed`)
-                 device: str|torch.device = 'cpu',
-                 translate: int = 4): # as in `augment_params`
-        if not is_int(batch_size, 1):
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+                 batch_size: int = 128, # a last batch of one image is left out
+                 cutout: int = 16, seed: int = 0, # as in `augment_params`; seeds shuffles and parameters
+                 device: str|torch.device = 'cpu', translate: int = 4): # as in `augment_params`
+        if not is_int(batch_size, 1): raise ValueError(f"batch_size={batch_size!r}: expected an integer >= 1.")
         check_augment(tfms, cutout, translate)
         self.dataset, self.tfms, self.batch_size = dataset, tfms, batch_size
-        self.cutout, self.translate, self.seed = cutout, translate, seed  # fit reseeds every epoch from seed
-        self.device, self.generator = torch.device(device), torch.Generator().manual_seed(seed)
-        self.x = torch.from_numpy(np.ascontiguousarray(dataset.images)).to(self.device)
-        self.y = torch.as_tensor(np.asarray(dataset.labels), dtype=torch.long).to(self.device)
-    def __len__(self): return -(-len(self.x) // self.batch_size)
+        self.cutout, self.translate = cutout, translate
+        self.seed, self.generator = seed, torch.Generator().manual_seed(seed)  # fit reseeds from seed
+        self.x = torch.from_numpy(np.ascontiguousarray(dataset.images)).to(device)
+        self.y = torch.as_tensor(np.asarray(dataset.labels)).long().to(device)
+    def _lone(self) -> bool: return self.batch_size > 1 and len(self.x) % self.batch_size == 1
+    def __len__(self): return -(-len(self.x) // self.batch_size) - self._lone()
     def __iter__(self):
-        n, bs = len(self.x), self.batch_size
-        order = torch.randperm(n, generator=self.generator).to(self.device)
-        p = augment_params(n, self.tfms, self.cutout, self.generator, translate=self.translate)
-        p = {k: v.to(self.device) for k, v in p.items()}
-        for i in range(0, n, bs):
+        n, bs, dev = len(self.x), self.batch_size, self.x.device
+        order = torch.randperm(n, generator=self.generator).to(dev)
+        p = augment_params(n, self.tfms, self.cutout, self.generator, self.x.shape[1], self.translate)
+        p = {k: v.to(dev) for k, v in p.items()}
+        for i in range(0, n - self._lone(), bs):
             idx = order[i:i + bs]
             yield augment_batch(self.x[idx], {k: v[i:i + bs] for k, v in p.items()}, self.cutout), self.y[idx]
 
@@ -100,22 +93,21 @@ class ProgressiveResize:
     def __init__(self, dl, # a DataLoader or DeviceLoader of normalised `(B, 3, 32, 32)` batches
                  side: int, # the side of the early epochs' images, 8 to 32 pixels
                  epochs: int, # how many epochs, from the first, train at `side`
-                 device: str|torch.device|None = None): # where to resize; None: where the batches are
-        if not is_int(side, 8, 32): raise ValueError(f"side={side!r}: expected an integer from 8 to 32")
-        if not is_int(epochs, 0): raise ValueError(f"epochs={epochs!r}: expected an integer >= 0.")
+                 device=None): # where to resize; None: where the batches are
+        if not (is_int(side, 8, 32) and is_int(epochs, 0)):
+            raise ValueError(f"side={side!r}, epochs={epochs!r}: expected 8 to 32 pixels, and 0 or more.")
         self.dl, self.side, self.epochs, self.resize_device, self.epoch = dl, side, epochs, device, 0
-    def __getattr__(self, name):  # dataset, sampler, generator, num_workers, batch_size: the wrapped loader's
-        if name.startswith('__') or 'dl' not in self.__dict__: raise AttributeError(name)  # as copy asks
+    def __getattr__(self, name):  # anything else (dataset, sampler, ...) is the wrapped loader's
+        if name.startswith('__') or 'dl' not in self.__dict__: raise AttributeError(name)  # for copy
         return getattr(self.dl, name)
     def __len__(self): return len(self.dl)
     def set_epoch(self, epoch: int): self.epoch = epoch  # called by `reseed`
     def side_at(self, epoch: int) -> int|None:
-        "The side the images of `epoch` (from 0) are resized to, or None where they are not."
+        "The side the images of `epoch` (from 0) are resized to, or None."
         return self.side if epoch < self.epochs and self.side != 32 else None
     def __iter__(self):
-        side = self.side_at(self.epoch)
+        side, dev = self.side_at(self.epoch), self.resize_device
         for xb, yb in self.dl:
-            if side is not None:
-                if self.resize_device is not None: xb = xb.to(self.resize_device, non_blocking=True)
-                xb = F.interpolate(xb, size=(side, side), mode='bilinear', antialias=True)
+            if side and dev is not None: xb = xb.to(dev, non_blocking=True)
+            if side: xb = F.interpolate(xb, side, mode='bilinear', antialias=True)
             yield xb, yb

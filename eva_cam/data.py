@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib, io, os, pickle, random, tarfile, warnings
 from dataclasses import dataclass
 from importlib.resources import files
+from itertools import islice
 from pathlib import Path
 
 import albumentations as A
@@ -32,7 +33,6 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)  # per-channel mean of the training set,
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)   # per-channel std of the training set, RGB
 SAMPLE_PATH = Path(str(files('eva_cam')/'sample'/'cifar10-sample.tar.gz'))  # 100 train, 20 test a class
 
-# %% ../nbs/00_data.ipynb #debf4292
 @dataclass
 class Cifar10:
     "CIFAR-10 as uint8 images `(N, 32, 32, 3)` RGB and int64 labels, for train and test."
@@ -42,92 +42,77 @@ class Cifar10:
     y_test: np.ndarray
     source: str  # where the images came from
     classes: tuple = CLASSES
-    def __repr__(self):
-        return f"Cifar10(train={len(self.x_train):,}, test={len(self.x_test):,}, source={self.source!r})"
+    def __repr__(self): return f"Cifar10(train={len(self.x_train)}, test={len(self.x_test)}, {self.source!r})"
 
 # %% ../nbs/00_data.ipynb #f48ae1dd
-LAYOUTS = ("a cifar-10-batches-py folder, a tree train/<class>/*, test/<class>/* of the 10 classes, "
-           "or a .tar.gz/.tgz/.tar of that tree")
+LAYOUTS = "a cifar-10-batches-py folder, a tree train/<class>/*, test/<class>/*, or a .tar(.gz) of it"
 
-def _tar_members(path: Path):
-    "Yield `(split, class, name, bytes)` for each file of a tar archive of an ImageFolder tree."
+def _members(path: Path):
+    "`(split, class, name, bytes)` of each file of an ImageFolder tree or a tar of one; links skipped."
+    if path.is_dir():
+        for f in sorted(path.glob('t*/*/*')):
+            if f.is_symlink() or f.parent.is_symlink(): warnings.warn(f"{path}: skipped the link {f}")
+            elif f.is_file(): yield (*f.parts[-3:], f.read_bytes())
+        return
     try:
         with tarfile.open(path) as tf:
             for m in tf:
-                parts = Path(m.name).parts
-                if m.issym() or m.islnk() or Path(m.name).is_absolute() or '..' in parts:
-                    warnings.warn(f"{path}: skipped {m.name!r} (a link, or outside the archive's tree)")
-                elif m.isfile() and len(parts) >= 3 and parts[-3] in ('train', 'test'):
-                    yield (*parts[-3:], tf.extractfile(m).read())
+                if m.issym() or m.islnk() or m.name.startswith('/') or '..' in Path(m.name).parts:
+                    warnings.warn(f"{path}: skipped {m.name!r}, a link or outside the archive")
+                elif m.isfile() and m.name.count('/') > 1:
+                    yield (*m.name.split('/')[-3:], tf.extractfile(m).read())
     except (tarfile.TarError, EOFError, OSError, ValueError) as e:
-        raise ValueError(f"Cannot read the archive {path}: {e}. Expected {LAYOUTS}.") from e
+        raise ValueError(f"Cannot read the archive {path}: {e}.") from e
 
-def _dir_members(path: Path):
-    "Yield `(split, class, name, bytes)` for each file of an ImageFolder tree."
-    for split in ('train', 'test'):
-        for d in sorted(p for p in (path/split).iterdir() if p.is_dir() and not p.is_symlink()):
-            for f in sorted(d.iterdir()):
-                if f.is_symlink(): warnings.warn(f"{path}: skipped the link {f}")
-                elif f.is_file(): yield split, d.name, f.name, f.read_bytes()
-
-# %% ../nbs/00_data.ipynb #158c22d9
-def _decode(members, where: str) -> dict:
-    "Decode `(split, class, name, bytes)` items into uint8 arrays, checking classes and image sizes."
+def _decode(path: Path) -> dict:
+    "A tree or tar as uint8 arrays in one fixed shuffled order, checking classes and sizes."
     imgs = {'train': [], 'test': []}
-    for split, cls, name, data in members:
-        if name.startswith('.'): continue
-        f = f"{where}: {split}/{cls}/{name}"
-        if cls not in CLASSES: raise ValueError(f"{f}: expected exactly the class folders {list(CLASSES)}.")
+    for split, cls, name, data in _members(path):
+        if split not in imgs or name.startswith('.'): continue
+        f = f"{path}: {split}/{cls}/{name}"
+        if cls not in CLASSES: raise ValueError(f"{f}: expected the class folders {list(CLASSES)}.")
         try: im = Image.open(io.BytesIO(data))
-        except Exception as e: raise ValueError(f"{f} is not an image Pillow can read ({e}).") from e
+        except Exception as e: raise ValueError(f"{f} is not an image ({e}).") from e
         if im.size != (32, 32) or im.mode != 'RGB':
-            raise ValueError(f"{f} is {im.size[0]}x{im.size[1]} {im.mode}; CIFAR-10 images are 32x32 RGB.")
+            raise ValueError(f"{f} is {im.size[0]}x{im.size[1]} {im.mode}, not 32x32 RGB.")
         imgs[split].append((CLASSES.index(cls), name, np.asarray(im)))
     out = {}
     for split, items in imgs.items():
-        found = {c for c, _, _ in items}
-        missing = [CLASSES[c] for c in range(10) if c not in found]
-        if missing: raise ValueError(f"{where}: no images in {split}/ for the classes {missing}.")
-        items.sort(key=lambda t: (t[0], t[1]))
-        order = np.random.default_rng(0).permutation(len(items))  # classes mixed, as in the official batches
+        missing = [c for i, c in enumerate(CLASSES) if i not in {t[0] for t in items}]
+        if missing: raise ValueError(f"{path}: no images in {split}/ for the classes {missing}.")
+        items.sort(key=lambda t: t[:2])
+        order = np.random.default_rng(0).permutation(len(items))  # classes mixed, as in the batches
         out[f'x_{split}'] = np.stack([items[i][2] for i in order])
         out[f'y_{split}'] = np.array([items[i][0] for i in order], dtype=np.int64)
     return out
 
 # %% ../nbs/00_data.ipynb #9faed884
-_SAFE_GLOBALS = {('numpy.core.multiarray', '_reconstruct'), ('numpy._core.multiarray', '_reconstruct'),
-                 ('numpy', 'ndarray'), ('numpy', 'dtype')}
-
 class _BatchUnpickler(pickle.Unpickler):
-    "An unpickler that builds plain data and NumPy arrays only: no other class or function is ever called."
+    "An unpickler that builds plain data and NumPy arrays only: it never calls any other function."
     def find_class(self, module, name):
-        if (module, name) in _SAFE_GLOBALS: return super().find_class(module, name)
+        safe = {('numpy', 'ndarray'), ('numpy', 'dtype'), ('numpy.core.multiarray', '_reconstruct'),
+                ('numpy._core.multiarray', '_reconstruct')}
+        if (module, name) in safe: return super().find_class(module, name)
         raise pickle.UnpicklingError(f"it asks to call {module}.{name}, which a CIFAR-10 batch never holds")
 
 def _read_batch(f: Path) -> tuple:
-    "One official batch file as images `(N, 32, 32, 3)` and labels, refused unless it is plain CIFAR-10 data."
+    "One official batch file as images `(N, 32, 32, 3)` and labels, refused unless plain CIFAR-10 data."
     try:
         with open(f, 'rb') as fh: d = _BatchUnpickler(fh, encoding='latin1').load()
         x, y = d['data'], np.array(d['labels'])
         ok = x.dtype == np.uint8 and x.shape[1:] == (3072,) and y.shape == (len(x),) and y.dtype.kind == 'i'
-        if not (ok and ((y >= 0) & (y < 10)).all()):
-            raise ValueError("expected a dict with 'data' (uint8 rows of 3072) and 'labels' (0-9 a row)")
+        if not (ok and ((y >= 0) & (y < 10)).all()): raise ValueError("expected 'data', 'labels' of CIFAR-10")
     except Exception as e: raise ValueError(f"Refused {f}: {e}.") from e
-    return x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), y.astype(np.int64)
+    return np.ascontiguousarray(x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)), y.astype(np.int64)
 
-# %% ../nbs/00_data.ipynb #8a7690e7
 def _read_local(path: Path) -> dict:
     "Decode a local CIFAR-10 copy in any of the LAYOUTS into arrays."
-    if path.is_file():
-        if path.name.endswith(('.tar.gz', '.tgz', '.tar')): return _decode(_tar_members(path), str(path))
-        raise ValueError(f"{path} is a file but not a .tar.gz/.tgz/.tar archive. Expected {LAYOUTS}.")
     if (path/'cifar-10-batches-py').is_dir(): path = path/'cifar-10-batches-py'
     if (path/'data_batch_1').exists() or path.name == 'cifar-10-batches-py':
-        train = [_read_batch(path/f'data_batch_{i}') for i in range(1, 6)]
+        x, y = zip(*[_read_batch(path/f'data_batch_{i}') for i in range(1, 6)])
         x_test, y_test = _read_batch(path/'test_batch')
-        return dict(x_train=np.concatenate([x for x, _ in train]), x_test=np.ascontiguousarray(x_test),
-                    y_train=np.concatenate([y for _, y in train]), y_test=y_test)
-    if (path/'train').is_dir() and (path/'test').is_dir(): return _decode(_dir_members(path), str(path))
+        return dict(x_train=np.concatenate(x), y_train=np.concatenate(y), x_test=x_test, y_test=y_test)
+    if path.name.endswith(('.tar.gz', '.tgz', '.tar')) or (path/'train').is_dir(): return _decode(path)
     raise ValueError(f"{path} holds no CIFAR-10 layout eva_cam knows. Expected {LAYOUTS}.")
 
 # %% ../nbs/00_data.ipynb #24746eff
@@ -136,27 +121,18 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get('EVA_CAM_CACHE', Path.home()/'.cache'/'eva_cam')).expanduser()
 
 # %% ../nbs/00_data.ipynb #11ed8cb5
-def _stamp(path: Path) -> str:
-    "A hash of the size and modification time of `path`, or of every file in it."
-    files = sorted(p for p in path.rglob('*') if p.is_file()) if path.is_dir() else [path]
-    h = hashlib.sha1()
-    for p in files:
-        st = p.stat()
-        h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()
-
 def _cached(path: Path, cache_dir: Path|None) -> dict:
-    "Decode `path` once and keep the arrays in `cache_dir`, one entry per source (None: no cache)."
+    "Decode `path` once, caching its arrays stamped with the size and time of each file."
     if cache_dir is None: return _read_local(path)
     f = Path(cache_dir)/f"cifar10-{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]}.npz"
-    stamp = _stamp(path)
-    if f.exists():
-        try:
-            with np.load(f) as z:
-                if 'stamp' in z.files and str(z['stamp']) == stamp:
-                    return {k: z[k] for k in z.files if k != 'stamp'}
-        except Exception as e:  # a damaged entry is only a cache
-            warnings.warn(f"The cache entry {f} cannot be read ({type(e).__name__}); decoding {path} again.")
+    files = sorted(p for p in path.rglob('*') if p.is_file()) if path.is_dir() else [path]
+    stamp = hashlib.sha1(str([(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files]).encode())
+    stamp = stamp.hexdigest()
+    try:
+        with np.load(f) as z:
+            if str(z['stamp']) == stamp: return {k: z[k] for k in z.files if k != 'stamp'}
+    except FileNotFoundError: pass
+    except Exception as e: warnings.warn(f"The cache entry {f} cannot be read ({e!r}); decoding again.")
     arrays = _read_local(path)
     f.parent.mkdir(parents=True, exist_ok=True)
     tmp = f.with_suffix(f'.tmp{os.getpid()}.npz')
@@ -166,118 +142,105 @@ def _cached(path: Path, cache_dir: Path|None) -> dict:
 
 # %% ../nbs/00_data.ipynb #a1cd4f85
 def _download(root: Path) -> dict:
-    "Download CIFAR-10 with torchvision into `root` and return its arrays."
+    "CIFAR-10 downloaded by torchvision into `root`."
     from torchvision.datasets import CIFAR10
     try: tr, te = CIFAR10(root, train=True, download=True), CIFAR10(root, train=False, download=True)
     except Exception as e:
-        raise RuntimeError(f"Could not download CIFAR-10 into {root} ({type(e).__name__}: {e}). Offline, "
-                           f"give a local copy ({LAYOUTS}) or load_cifar10('sample') (--data sample).") from e
-    return dict(x_train=tr.data, y_train=np.array(tr.targets, dtype=np.int64),
-                x_test=te.data, y_test=np.array(te.targets, dtype=np.int64))
+        raise RuntimeError(f"Could not download CIFAR-10 into {root} ({e!r}). Offline, give a local copy or "
+                           "load_cifar10('sample') (--data sample).") from e
+    return dict(x_train=tr.data, y_train=np.array(tr.targets), x_test=te.data, y_test=np.array(te.targets))
 
 # %% ../nbs/00_data.ipynb #7b257f5e
-_CANDIDATES = ('shared/data/cifar10-jpeg.tar.gz', 'data/cifar10-jpeg.tar.gz', 'data/cifar-10-batches-py',
-               'cifar-10-batches-py', 'data/cifar10')
-
 def find_local(start: str|Path = '.') -> Path|None:
     "The first local CIFAR-10 copy in `start`, its parents, or the cache folder; None if there is none."
-    start = Path(start).resolve()
-    for d in (start, *start.parents):
-        for c in _CANDIDATES:
+    for d in (Path(start).resolve(), *Path(start).resolve().parents):
+        for c in ('shared/data/cifar10-jpeg.tar.gz', 'data/cifar10-jpeg.tar.gz', 'data/cifar-10-batches-py',
+                  'cifar-10-batches-py', 'data/cifar10'):
             if (d/c).exists(): return d/c
     c = default_cache_dir()/'cifar-10-batches-py'
     return c if c.exists() else None
 
 # %% ../nbs/00_data.ipynb #6f55926c
-def load_cifar10(source: str|Path = 'auto', # 'auto', 'sample', 'download', or a path to a local copy
-                 cache_dir: str|Path|None = 'default', # where decoded arrays are cached; None: no cache
-                ) -> Cifar10:
+def load_cifar10(
+    source: str|Path = 'auto', # 'auto', 'sample', 'download', or a path to a local copy
+    cache_dir: str|Path|None = 'default', # where decoded arrays are cached; None: no cache
+) -> Cifar10:
     "Load CIFAR-10 from `source` as uint8 arrays, decoding a local copy once and caching it."
-    cache = default_cache_dir() if cache_dir == 'default' else cache_dir
-    source = str(source)
-    if source == 'auto':
-        found = os.environ.get('EVA_CAM_DATA') or find_local()
-        source = str(found) if found else 'download'
+    cache, source = default_cache_dir() if cache_dir == 'default' else cache_dir, str(source)
+    if source == 'auto': source = str(os.environ.get('EVA_CAM_DATA') or find_local() or 'download')
     if source == 'sample': return Cifar10(**_read_local(SAMPLE_PATH), source='sample')
     if source == 'download':
         return Cifar10(**_download(Path(cache or default_cache_dir())), source='torchvision download')
     path = Path(source).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"No CIFAR-10 copy at {path}: the path does not exist. Give 'sample', "
-                                f"'download', 'auto' or a path to {LAYOUTS}.")
+        raise FileNotFoundError(f"{path} does not exist: give 'sample', 'download' or a path to {LAYOUTS}.")
     return Cifar10(**_cached(path, cache), source=str(path))
 
 # %% ../nbs/00_data.ipynb #f952ba63
 def full_cifar10(start: str|Path = '.', # where find_local starts looking
-                 cache_dir: str|Path|None = 'default', # as in load_cifar10
-                ) -> Cifar10|None:
+                 cache_dir: str|Path|None = 'default') -> Cifar10|None: # as in load_cifar10
     "The full CIFAR-10 (`EVA_CAM_DATA`, a local copy, else a download), or None with one printed line."
     try: return load_cifar10(os.environ.get('EVA_CAM_DATA') or find_local(start) or 'download', cache_dir)
     except RuntimeError as e:  # only the download raises one
-        print(f"Skipped: no full CIFAR-10 here ({type(e.__cause__).__name__} on download). "
-              f"Set EVA_CAM_DATA to a copy ({LAYOUTS}) to run the cells that need it.")
-        return None
+        print(f"Skipped: no full CIFAR-10 here ({e.__cause__!r}). Set EVA_CAM_DATA to a copy ({LAYOUTS}).")
 
 # %% ../nbs/00_data.ipynb #a6e358e3
 def channel_stats(images: np.ndarray) -> tuple[tuple, tuple]:
     "Per-channel mean and standard deviation of uint8 images `(N, H, W, 3)`, scaled to [0, 1]."
-    x = images.reshape(-1, 3).astype(np.float64) / 255
+    x = images.reshape(-1, 3) / 255
     return tuple(x.mean(0).round(4).tolist()), tuple(x.std(0).round(4).tolist())
 
 # %% ../nbs/00_data.ipynb #c7cc752a
 TRANSFORMS = ('s9', 's10', 'standard', 'none')
 
-def _cutout(size: int, mean: tuple, p: float = 0.5):
-    fill = tuple(round(255*m) for m in mean)
-    return A.CoarseDropout(num_holes_range=(1, 1), hole_height_range=(size, size),
-                           hole_width_range=(size, size), fill=fill, p=p)
+def _check(*rows):
+    "ValueError naming the first `(key, value, ok, expected)` row not ok."
+    for key, v, ok, want in rows:
+        if not ok: raise ValueError(f"{key}={v!r}: expected {want}.")
 
 def check_augment(tfms: str, cutout: int, translate: int, tfms_key: str = 'tfms'):
     "ValueError naming the bad value unless `tfms` in TRANSFORMS, `cutout` in 0..32, `translate` in 0..16."
-    for key, value, ok, expected in (
-            (tfms_key, tfms, tfms in TRANSFORMS, f"one of {TRANSFORMS}"),  # the caller's name for it
-            ('cutout', cutout, is_int(cutout, 0, 32),
-             'the side of the hole in pixels, an integer from 0 (no cutout) to 32'),
-            ('translate', translate, is_int(translate, 0, 16),
-             'the most pixels an image moves each way, an integer from 0 to 16')):
-        if not ok: raise ValueError(f"{key}={value!r}: expected {expected}.")
+    _check((tfms_key, tfms, tfms in TRANSFORMS, f"one of {TRANSFORMS}"),
+           ('cutout', cutout, is_int(cutout, 0, 32), 'the side of the hole, an integer from 0 (none) to 32'),
+           ('translate', translate, is_int(translate, 0, 16), 'an integer from 0 to 16, half the side'))
 
-# %% ../nbs/00_data.ipynb #8df5998c
-def get_transforms(name: str = 'standard', # one of TRANSFORMS
-                   mean: tuple = CIFAR10_MEAN, std: tuple = CIFAR10_STD,
-                   cutout: int = 16, # side of the cutout hole, for 's10' and 'standard'; 0 leaves it out
-                   translate: int = 4, # for 'standard': reflect-pad by this many pixels and crop back
-                  ) -> tuple[A.Compose, A.Compose]:
+def get_transforms(
+    name: str = 'standard', # one of TRANSFORMS
+    mean: tuple = CIFAR10_MEAN, std: tuple = CIFAR10_STD,
+    cutout: int = 16, # side of the cutout hole, for 's10' and 'standard'; 0: none
+    translate: int = 4, # for 'standard': reflect-pad by this many pixels and crop back
+) -> tuple[A.Compose, A.Compose]:
     "The train and test Albumentations pipelines of the recipe `name`."
     check_augment(name, cutout, translate, tfms_key='name')
-    norm = [A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()]
-    hole = [_cutout(cutout, mean)] if cutout else []
-    side = 32 + 2 * translate
+    norm, flip, side = [A.Normalize(mean=mean, std=std), ToTensorV2()], A.HorizontalFlip(), 32 + 2 * translate
+    fill = tuple(round(255 * m) for m in mean)  # the mean colour: zero after Normalize
+    hole = [A.CoarseDropout(num_holes_range=(1, 1), hole_height_range=(cutout, cutout),
+                            hole_width_range=(cutout, cutout), fill=fill, p=0.5)] if cutout else []
     pad = A.PadIfNeeded(side, side, border_mode=cv2.BORDER_REFLECT_101)
     shift = [pad, A.RandomCrop(32, 32)] if translate else []
-    aug = {'s9': [A.HorizontalFlip()], 's10': [A.HorizontalFlip(), *hole],
-           'standard': [*shift, A.HorizontalFlip(), *hole], 'none': []}[name]
+    aug = {'s9': [flip], 's10': [flip, *hole], 'standard': [*shift, flip, *hole], 'none': []}[name]
     return A.Compose(aug + norm), A.Compose(norm)
 
 # %% ../nbs/00_data.ipynb #4899bd2b
 class CifarDataset(Dataset):
-    "uint8 images `(N, 32, 32, 3)` and labels, transformed one at a time by an Albumentations pipeline."
-    def __init__(self, images: np.ndarray, labels: np.ndarray, tfm: A.Compose|None = None):
-        if images.ndim != 4 or images.shape[1:] != (32, 32, 3) or images.dtype != np.uint8:
-            raise ValueError(f"images must be uint8 (N, 32, 32, 3), got {images.dtype} {images.shape}.")
-        if len(images) != len(labels): raise ValueError(f"{len(images)} images but {len(labels)} labels.")
-        self.images, self.labels, self.tfm = images, labels, tfm or get_transforms('none')[1]
+    "uint8 images `(N, 32, 32, 3)` and labels; each image goes through a pipeline to a float tensor."
+    def __init__(self, images: np.ndarray, labels: np.ndarray, tfm=None):
+        if images.shape[1:] != (32, 32, 3) or images.dtype != np.uint8 or len(images) != len(labels):
+            raise ValueError(f"expected uint8 (N, 32, 32, 3), N labels: got {images.dtype} {images.shape}, "
+                             f"{len(labels)} labels")
+        self.images, self.labels, self.tfm = images, labels, get_transforms('none')[1] if tfm is None else tfm
     def __len__(self): return len(self.images)
-    def __getitem__(self, i): return self.tfm(image=self.images[i])['image'], int(self.labels[i])
+    def __getitem__(self, i):
+        x = self.tfm(image=self.images[i])['image']
+        x = x if torch.is_tensor(x) else torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+        return (x / 255 if x.dtype == torch.uint8 else x), int(self.labels[i])
 
 # %% ../nbs/00_data.ipynb #3946b1e0
 def _seed_worker(worker_id: int):
-    "DataLoader `worker_init_fn`: seed NumPy, `random` and the pipeline from torch's worker seed."
+    "Seed NumPy, `random` and the pipeline from torch's worker seed."
     s = torch.initial_seed() % 2**32
     np.random.seed(s); random.seed(s)
-    info = torch.utils.data.get_worker_info()
-    if info is not None and getattr(info.dataset, 'tfm', None) is not None:
-        info.dataset.tfm.set_random_seed(s)
+    torch.utils.data.get_worker_info().dataset.tfm.set_random_seed(s)
 
 def reseed(dl, # a DataLoader, DeviceLoader or ProgressiveResize (chapter 00a)
            seed: int, epoch: int = 0):
@@ -285,14 +248,13 @@ def reseed(dl, # a DataLoader, DeviceLoader or ProgressiveResize (chapter 00a)
     s = seed * 1000 + epoch + 10**6 * getattr(dl.sampler, 'rank', 0)  # each process augments differently
     if isinstance(dl.sampler, DistributedSampler): dl.sampler.set_epoch(epoch)  # one shuffle for all
     if dl.generator is not None: dl.generator.manual_seed(s)
-    if dl.num_workers == 0 and getattr(dl.dataset, 'tfm', None) is not None: dl.dataset.tfm.set_random_seed(s)
-    if hasattr(dl, 'set_epoch'): dl.set_epoch(epoch)  # batches that change with the epoch (chapter 00a)
+    if dl.num_workers == 0 and hasattr(dl.dataset, 'tfm'): dl.dataset.tfm.set_random_seed(s)
+    if hasattr(dl, 'set_epoch'): dl.set_epoch(epoch)  # ProgressiveResize (chapter 00a)
 
 # %% ../nbs/00_data.ipynb #277de14b
 def check_limit(limit) -> int|None:
     "`limit` (images of each split to use) as an int, or None; ValueError unless positive."
-    if limit is None: return None
-    if is_int(limit, 1): return int(limit)
+    if limit is None or is_int(limit, 1): return limit and int(limit)
     raise ValueError(f"limit must be a positive integer or None, got {limit!r}.")
 
 # %% ../nbs/00_data.ipynb #db899272
@@ -300,70 +262,82 @@ def default_workers() -> int:
     "DataLoader workers: half the cores (the model needs the rest on a CPU), at most 4."
     return min(4, (os.cpu_count() or 2) // 2)
 
+class _TrainLoader(DataLoader):
+    "A DataLoader without a last batch of one image, which BatchNorm cannot train on."
+    def _lone(self) -> bool: return self.batch_size > 1 and len(self.sampler) % self.batch_size == 1
+    def __len__(self): return super().__len__() - self._lone()
+    def __iter__(self): return islice(super().__iter__(), len(self)) if self._lone() else super().__iter__()
+
+def _arrays(ds, limit: int|None) -> tuple:
+    "The first `limit` (image, label) pairs of `ds` as arrays."
+    pairs = [ds[i] for i in range(min(len(ds), limit or len(ds)))]
+    return np.stack([np.asarray(im) for im, _ in pairs]), np.array([int(y) for _, y in pairs])
+
 # %% ../nbs/00_data.ipynb #3020b01b
-def get_dataloaders(data: Cifar10, # the images, from `load_cifar10`
-                    tfms: str = 'standard', # one of TRANSFORMS
-                    batch_size: int = 128, # training batch (the course's default)
-                    test_batch_size: int|None = None, # default 2 x batch_size (no gradients to keep)
-                    num_workers: int|None = None, # default: `default_workers()`
-                    seed: int = 0, # seeds shuffling and augmentation
-                    device: str|torch.device = 'cpu', # pin_memory only for CUDA
-                    limit: int|None = None, # only the first `limit` training and test images
-                    rank: int = 0, # this process's number in a distributed run
-                    world_size: int = 1, # processes: each takes `batch_size // world_size` images a step
-                    cutout: int = 16, # as in `get_transforms`
-                    translate: int = 4, # as in `get_transforms`
-                   ) -> tuple[DataLoader, DataLoader]:
+def get_dataloaders(
+    data: Cifar10|tuple, # a Cifar10, or (train, test) data sets of (image, label) pairs
+    tfms: str|A.Compose = 'standard', # one of TRANSFORMS, or an Albumentations pipeline
+    batch_size: int = 128, # training batch
+    test_batch_size: int|None = None, # default: 2 x batch_size
+    num_workers: int|None = None, # default: `default_workers()`
+    seed: int = 0, # seeds shuffling and augmentation
+    device: str|torch.device = 'cpu', # pin_memory for CUDA
+    limit: int|None = None, # only the first `limit` images of each split
+    rank: int = 0, world_size: int = 1, # this process, and all of a distributed run
+    cutout: int = 16, translate: int = 4, # as in `get_transforms`
+    test_tfms: A.Compose|None = None, # the test pipeline; default: Normalize, ToTensorV2
+) -> tuple[DataLoader, DataLoader]:
     "Training (shuffled, augmented) and test DataLoaders for `data`: this process's share of them."
-    if not is_int(batch_size, 1):
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
-    check_limit(limit); check_augment(tfms, cutout, translate)
-    if not (is_int(world_size, 1) and is_int(rank, 0, world_size - 1) and batch_size % world_size == 0):
-        raise ValueError(f"rank={rank!r}, world_size={world_size!r}: expected 0 <= rank < world_size, "
-                         f"and batch_size {batch_size} a multiple of world_size.")
-    train_tfm, test_tfm = get_transforms(tfms, cutout=cutout, translate=translate)
-    common = dict(num_workers=default_workers() if num_workers is None else num_workers,
-                  pin_memory=torch.device(device).type == 'cuda', worker_init_fn=_seed_worker)
-    train_ds = CifarDataset(data.x_train[:limit], data.y_train[:limit], train_tfm)
+    own, ws = isinstance(tfms, (A.BaseCompose, A.BasicTransform)), world_size
+    _check(('tfms', tfms, own or tfms in TRANSFORMS, f"one of {TRANSFORMS} or an Albumentations pipeline"),
+           ('batch_size', batch_size, is_int(batch_size, 1), 'a positive integer'),
+           ('num_workers', num_workers, is_int(num_workers or 0, 0), 'an integer >= 0 (--workers)'),
+           ('seed', seed, is_int(seed, 0, 2**32 - 1), 'an integer from 0 to 2**32 - 1, as NumPy takes'))
+    _check((f'rank={rank}, world_size', ws, is_int(ws, 1) and is_int(rank, 0, ws - 1) and not batch_size % ws,
+            '0 <= rank < world_size, and batch_size a multiple of world_size'))
+    check_limit(limit)
+    train_tfm, test_tfm = get_transforms('none' if own else tfms, cutout=cutout, translate=translate)
+    if isinstance(data, (tuple, list)):  # torchvision-style data sets, read once
+        data = Cifar10(*_arrays(data[0], limit), *_arrays(data[1], limit), source='data sets')
+    _check(('data', type(data), isinstance(data, Cifar10), 'a Cifar10 or a (train, test) pair of data sets'))
+    train_ds = CifarDataset(data.x_train[:limit], data.y_train[:limit], tfms if own else train_tfm)
+    test_tfm = test_tfm if test_tfms is None else test_tfms
     test_ds = CifarDataset(data.x_test[:limit], data.y_test[:limit], test_tfm)
-    if world_size > min(len(train_ds), len(test_ds)):
-        raise ValueError(f"{world_size} processes need at least {world_size} training and test images.")
-    shard = None
-    if world_size > 1:
-        shard = DistributedSampler(train_ds, world_size, rank, shuffle=True, seed=seed)
-        test_ds = Subset(test_ds, range(rank, len(test_ds), world_size))
-    train_dl = DataLoader(train_ds, batch_size=batch_size // world_size, shuffle=shard is None, sampler=shard,
-                          generator=torch.Generator().manual_seed(seed), **common)
-    test_bs = 2 * batch_size if test_batch_size is None else test_batch_size
-    test_dl = DataLoader(test_ds, batch_size=test_bs, shuffle=False, **common)
+    if ws > min(len(train_ds), len(test_ds)): raise ValueError(f"{ws} processes need at least {ws} images.")
+    shard = DistributedSampler(train_ds, ws, rank, seed=seed) if ws > 1 else None
+    if ws > 1: test_ds = Subset(test_ds, range(rank, len(test_ds), ws))
+    kw = dict(num_workers=default_workers() if num_workers is None else num_workers,
+              pin_memory=torch.device(device).type == 'cuda', worker_init_fn=_seed_worker)
+    train_dl = _TrainLoader(train_ds, batch_size // ws, shuffle=shard is None, sampler=shard,
+                            generator=torch.Generator().manual_seed(seed), **kw)
+    test_dl = DataLoader(test_ds, 2 * batch_size if test_batch_size is None else test_batch_size, **kw)
     train_dl.seed = seed  # fit reseeds every epoch from it (chapter 02)
     reseed(train_dl, seed, 0)
     return train_dl, test_dl
 
-# %% ../nbs/00_data.ipynb #6058367d
+# %% ../nbs/00_data.ipynb #789080de
 def denormalize(x: torch.Tensor, mean: tuple = CIFAR10_MEAN, std: tuple = CIFAR10_STD) -> torch.Tensor:
     "Undo `Normalize` on a CHW or NCHW tensor: RGB in [0, 1]."
     m, s = (torch.tensor(v, device=x.device).view(-1, 1, 1) for v in (mean, std))
     return (x.float() * s + m).clamp(0, 1)
 
-# %% ../nbs/00_data.ipynb #789080de
-def show_images(images: torch.Tensor, # normalised images `(N, 3, H, W)`
-                titles: list|None = None, # one title per image (a title may have several lines), or None
-                ncols: int = 8, # images per row
-                size: float = 1.4, # inches per image; each line of title adds 0.2
-                mean: tuple = CIFAR10_MEAN, std: tuple = CIFAR10_STD, fontsize: int = 8):
+def show_images(
+    images: torch.Tensor, # normalised images `(N, 3, H, W)`
+    titles: list|None = None, # one title per image (lines split by \n), or None
+    ncols: int = 8, # images per row
+    size: float = 1.4, # inches per image; each line of title adds 0.2
+    mean: tuple = CIFAR10_MEAN, std: tuple = CIFAR10_STD, fontsize: int = 8,
+):
     "A grid of normalised images drawn de-normalised in RGB, each titled; returns the figure."
-    if titles is not None and len(titles) != len(images):
-        raise ValueError(f"{len(images)} images but {len(titles)} titles.")
-    if not is_int(ncols, 1): raise ValueError(f"ncols must be a positive integer, got {ncols!r}.")
-    n = len(images); nrows = max(1, -(-n // ncols))
-    lines = max((str(t).count('\n') + 1 for t in titles), default=0) if titles is not None else 0
-    fig, axs = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + 0.2 * lines) * nrows), squeeze=False)
+    n, titles = len(images), [''] * len(images) if titles is None else titles
+    _check(('titles', f'{len(titles)} for {n} images', len(titles) == n, 'one title per image'),
+           ('ncols', ncols, is_int(ncols, 1), 'a positive integer'))
+    lines, rows = max([str(t).count('\n') + 1 for t in titles if t] or [0]), max(1, -(-n // ncols))
+    fig, axs = plt.subplots(rows, ncols, figsize=(size * ncols, (size + 0.2 * lines) * rows), squeeze=False)
     for i, ax in enumerate(axs.flat):
         ax.axis('off')
-        if i < n:
-            ax.imshow(denormalize(images[i], mean, std).permute(1, 2, 0).cpu().numpy())
-            if titles is not None: ax.set_title(titles[i], fontsize=fontsize)
+        if i < n: ax.imshow(denormalize(images[i], mean, std).permute(1, 2, 0).cpu().numpy())
+        if i < n: ax.set_title(titles[i], fontsize=fontsize)
     fig.tight_layout()
     return fig
 
