@@ -36,7 +36,6 @@ def augment_params(
     hy, hx = [torch.randint(0, size - cutout + 1, (n,), generator=g) if holes else zero for _ in 'yx']
     return dict(dy=dy, dx=dx, flip=flip, hole=hole, hy=hy, hx=hx)
 
-# %% ../nbs/00a_augment.ipynb #9d0bcdc8
 def augment_batch(
     x: torch.Tensor, # uint8 images (B, H, W, 3), on any device
     p: dict, # from `augment_params` for images of this side
@@ -69,7 +68,7 @@ class DeviceLoader:
                  batch_size: int = 128, # a last batch of one image is left out
                  cutout: int = 16, seed: int = 0, # as in `augment_params`; seeds shuffles and parameters
                  device: str|torch.device = 'cpu', translate: int = 4): # as in `augment_params`
-        if not is_int(batch_size, 1): raise ValueError(f"batch_size={batch_size!r}: expected an integer >= 1.")
+        if not is_int(batch_size, 1): raise ValueError(f"batch_size={batch_size!r}: expected an int >= 1.")
         check_augment(tfms, cutout, translate)
         self.dataset, self.tfms, self.batch_size = dataset, tfms, batch_size
         self.cutout, self.translate = cutout, translate
