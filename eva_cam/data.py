@@ -239,7 +239,8 @@ def _seed_worker(worker_id: int):
     "Seed NumPy, `random` and the pipeline from torch's worker seed."
     s = torch.initial_seed() % 2**32
     np.random.seed(s); random.seed(s)
-    torch.utils.data.get_worker_info().dataset.tfm.set_random_seed(s)
+    ds = torch.utils.data.get_worker_info().dataset  # a Subset (a process's test share) has no pipeline
+    if hasattr(ds, 'tfm'): ds.tfm.set_random_seed(s)
 
 def reseed(dl, # a DataLoader, DeviceLoader or ProgressiveResize (chapter 00a)
            seed: int, epoch: int = 0):
