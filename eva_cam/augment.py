@@ -63,11 +63,13 @@ def augment_batch(
 class DeviceLoader:
     "Shuffled batches of `dataset`'s images, augmented on `device` by `augment_batch`."
     num_workers, sampler = 0, None  # what `reseed` asks of a loader
-    def __init__(self, dataset: CifarDataset, # its images and labels (not its pipeline)
-                 tfms: str = 'standard', # one of TRANSFORMS
-                 batch_size: int = 128, # a last batch of one image is left out
-                 cutout: int = 16, seed: int = 0, # as in `augment_params`; seeds shuffles and parameters
-                 device: str|torch.device = 'cpu', translate: int = 4): # as in `augment_params`
+    def __init__(
+        self, dataset: CifarDataset, # its images and labels (not its pipeline)
+        tfms: str = 'standard', # one of TRANSFORMS
+        batch_size: int = 128, # a last batch of one image is left out
+        cutout: int = 16, seed: int = 0, # as in `augment_params`; seeds shuffles and parameters
+        device: str|torch.device = 'cpu', translate: int = 4, # as in `augment_params`
+    ):
         if not is_int(batch_size, 1): raise ValueError(f"batch_size={batch_size!r}: expected an int >= 1.")
         check_augment(tfms, cutout, translate)
         self.dataset, self.tfms, self.batch_size = dataset, tfms, batch_size
@@ -89,10 +91,12 @@ class DeviceLoader:
 # %% ../nbs/00a_augment.ipynb #41895903
 class ProgressiveResize:
     "The training loader `dl`'s batches, resized to `side` pixels in the first `epochs` epochs."
-    def __init__(self, dl, # a DataLoader or DeviceLoader of normalised `(B, 3, 32, 32)` batches
-                 side: int, # the side of the early epochs' images, 8 to 32 pixels
-                 epochs: int, # how many epochs, from the first, train at `side`
-                 device=None): # where to resize; None: where the batches are
+    def __init__(
+        self, dl, # a DataLoader or DeviceLoader of normalised `(B, 3, 32, 32)` batches
+        side: int, # the side of the early epochs' images, 8 to 32 pixels
+        epochs: int, # how many epochs, from the first, train at `side`
+        device=None, # where to resize; None: where the batches are
+    ):
         if not (is_int(side, 8, 32) and is_int(epochs, 0)):
             raise ValueError(f"side={side!r}, epochs={epochs!r}: expected 8 to 32 pixels, and 0 or more.")
         self.dl, self.side, self.epochs, self.resize_device, self.epoch = dl, side, epochs, device, 0

@@ -96,7 +96,7 @@ class _BatchUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"it asks to call {module}.{name}, which a CIFAR-10 batch never holds")
 
 def _read_batch(f: Path) -> tuple:
-    "One official batch file as images `(N, 32, 32, 3)` and labels, refused unless plain CIFAR-10 data."
+    "An official batch file as images and labels, refused unless plain CIFAR-10 data."
     try:
         with open(f, 'rb') as fh: d = _BatchUnpickler(fh, encoding='latin1').load()
         x, y = d['data'], np.array(d['labels'])
@@ -225,8 +225,7 @@ class CifarDataset(Dataset):
     "uint8 images `(N, 32, 32, 3)` and labels; each image goes through a pipeline to a float tensor."
     def __init__(self, images: np.ndarray, labels: np.ndarray, tfm=None):
         if images.shape[1:] != (32, 32, 3) or images.dtype != np.uint8 or len(images) != len(labels):
-            raise ValueError(f"expected uint8 (N, 32, 32, 3), N labels: got {images.dtype} {images.shape}, "
-                             f"{len(labels)} labels")
+            raise ValueError(f"expected uint8 (N, 32, 32, 3) and N labels, got {images.dtype} {images.shape}")
         self.images, self.labels, self.tfm = images, labels, get_transforms('none')[1] if tfm is None else tfm
     def __len__(self): return len(self.images)
     def __getitem__(self, i):
@@ -341,7 +340,6 @@ def show_images(
     return fig
 
 def show_batch(xb: torch.Tensor, yb: torch.Tensor, # a normalised batch and its labels
-               classes: tuple = CLASSES, n: int = 16, ncols: int = 8,
-               mean: tuple = CIFAR10_MEAN, std: tuple = CIFAR10_STD):
+               classes: tuple = CLASSES, n: int = 16, ncols: int = 8, mean=CIFAR10_MEAN, std=CIFAR10_STD):
     "Draw the first `n` images of a normalised batch in a grid, titled with their class."
     return show_images(xb[:n], [classes[int(y)] for y in yb[:n]], ncols, mean=mean, std=std)
