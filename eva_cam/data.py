@@ -48,7 +48,7 @@ class Cifar10:
 LAYOUTS = "a cifar-10-batches-py folder, a tree train/<class>/*, test/<class>/*, or a .tar(.gz) of it"
 
 def _members(path: Path):
-    "`(split, class, name, bytes)` of each file of an ImageFolder tree or a tar of one; links skipped."
+    "`(split, class, name, bytes)` of each file of a tree or a tar of one; links skipped."
     if path.is_dir():
         for f in sorted(path.glob('t*/*/*')):
             if f.is_symlink() or f.parent.is_symlink(): warnings.warn(f"{path}: skipped the link {f}")
@@ -65,7 +65,7 @@ def _members(path: Path):
         raise ValueError(f"Cannot read the archive {path}: {e}.") from e
 
 def _decode(path: Path) -> dict:
-    "A tree or tar as uint8 arrays in one fixed shuffled order, checking classes and sizes."
+    "A tree or tar as arrays in one fixed shuffled order, checking classes and sizes."
     imgs = {'train': [], 'test': []}
     for split, cls, name, data in _members(path):
         if split not in imgs or name.startswith('.'): continue
@@ -88,7 +88,7 @@ def _decode(path: Path) -> dict:
 
 # %% ../nbs/00_data.ipynb #9faed884
 class _BatchUnpickler(pickle.Unpickler):
-    "An unpickler that builds plain data and NumPy arrays only: it never calls any other function."
+    "An unpickler that builds plain data and NumPy arrays only, calling no other function."
     def find_class(self, module, name):
         safe = {('numpy', 'ndarray'), ('numpy', 'dtype'), ('numpy.core.multiarray', '_reconstruct'),
                 ('numpy._core.multiarray', '_reconstruct')}
@@ -117,7 +117,7 @@ def _read_local(path: Path) -> dict:
 
 # %% ../nbs/00_data.ipynb #11ed8cb5
 def _cached(path: Path, cache_dir: Path|None) -> dict:
-    "Decode `path` once, caching its arrays stamped with the size and time of each file."
+    "Decode `path` once, caching arrays stamped with the size and time of each file."
     if cache_dir is None: return _read_local(path)
     f = Path(cache_dir)/f"cifar10-{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]}.npz"
     files = sorted(p for p in path.rglob('*') if p.is_file()) if path.is_dir() else [path]
@@ -193,7 +193,7 @@ def channel_stats(images: np.ndarray) -> tuple[tuple, tuple]:
 TRANSFORMS = ('s9', 's10', 'standard', 'none')
 
 def _check(*rows):
-    "ValueError naming the first `(key, value, ok, expected)` row not ok."
+    "ValueError for the first `(key, value, ok, expected)` row not ok."
     for key, v, ok, want in rows:
         if not ok: raise ValueError(f"{key}={v!r}: expected {want}.")
 
@@ -238,7 +238,7 @@ def _seed_worker(worker_id: int):
     "Seed NumPy, `random` and the pipeline from torch's worker seed."
     s = torch.initial_seed() % 2**32
     np.random.seed(s); random.seed(s)
-    ds = torch.utils.data.get_worker_info().dataset  # a Subset (a process's test share) has no pipeline
+    ds = torch.utils.data.get_worker_info().dataset  # a Subset (a test share) has none
     if hasattr(ds, 'tfm'): ds.tfm.set_random_seed(s)
 
 def reseed(dl, # a DataLoader, DeviceLoader or ProgressiveResize (chapter 00a)
@@ -261,7 +261,7 @@ def default_workers() -> int:
     return min(4, (os.cpu_count() or 2) // 2)
 
 class _TrainLoader(DataLoader):
-    "A DataLoader without a last batch of one image, which BatchNorm cannot train on."
+    "A DataLoader without a last batch of one image (BatchNorm cannot train on it)."
     def _lone(self) -> bool: return self.batch_size > 1 and len(self.sampler) % self.batch_size == 1
     def __len__(self): return super().__len__() - self._lone()
     def __iter__(self): return islice(super().__iter__(), len(self)) if self._lone() else super().__iter__()
@@ -285,7 +285,7 @@ def get_dataloaders(
     cutout: int = 16, translate: int = 4, # as in `get_transforms`
     test_tfms: A.Compose|None = None, # the test pipeline; default: Normalize, ToTensorV2
 ) -> tuple[DataLoader, DataLoader]:
-    "Training (shuffled, augmented) and test DataLoaders for `data`: this process's share of them."
+    "Training (shuffled, augmented) and test DataLoaders for `data`: this process's share."
     own, ws = isinstance(tfms, (A.BaseCompose, A.BasicTransform)), world_size
     _check(('tfms', tfms, own or tfms in TRANSFORMS, f"one of {TRANSFORMS} or an Albumentations pipeline"),
            ('batch_size', batch_size, is_int(batch_size, 1), 'a positive integer'),
