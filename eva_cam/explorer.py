@@ -16,26 +16,20 @@ import torch.nn as nn
 from IPython.display import display
 from PIL import Image
 
-from .core import is_int, unwrap
+from .core import eval_mode, is_int, model_device, unwrap
 from .data import CIFAR10_MEAN, CIFAR10_STD, CLASSES, denormalize, get_transforms, load_cifar10
 from .faithfulness import rank_layers, score_maps
-from .gradcam import CAM_METHODS, cam_layers, cam_maps, overlay, scale_cam
+from .gradcam import CAM_METHODS, cam_layers, cam_maps, check_images, check_targets, overlay, scale_cam
 from .resnet import load_pretrained
 
 # %% auto #0
 __all__ = ['GradCamExplorer', 'explore']
 
 # %% ../nbs/04b_explorer.ipynb #2583cff0
-def _png(a: np.ndarray, size: int) -> bytes:
-    "An `(H, W, 3)` array in [0, 1] as PNG bytes, enlarged to `size` pixels with nearest-neighbour."
-    buf = io.BytesIO()
-    Image.fromarray((a * 255).round().astype(np.uint8)).resize((size, size), Image.NEAREST).save(buf, 'PNG')
-    return buf.getvalue()
-
 def _build(ex):
-    "The explorer's widgets, with CSS classes `eva-<name>` (for tests in a browser), and their handlers."
+    "The explorer's widgets, with CSS classes `eva-<name>` for tests in a browser."
     dd = partial(widgets.Dropdown, layout=widgets.Layout(width='260px'))
-    ex.image = dd(options=[(f"{i}: {ex.classes[l]}", i) for i, l in enumerate(ex.labels)],
+    ex.image = dd(options=[(f"{i}: {ex.classes[y]}", i) for i, y in enumerate(ex.labels)],
                   description='image')
     ex.layer = dd(options=[(f"{n} ({s[1]}x{s[2]})", n) for n, s in ex.layers.items()], description='layer',
                   value='layer3' if 'layer3' in ex.layers else list(ex.layers)[-1])
@@ -45,79 +39,63 @@ def _build(ex):
     ex.alpha = widgets.FloatSlider(value=0.5, min=0, max=1, step=0.05, description='opacity')
     ex.pictures = [widgets.Image(format='png', width=ex.size, height=ex.size) for _ in range(3)]
     ex.info, ex.panel = widgets.HTML(), widgets.HTML()
-    for name in ('image', 'layer', 'method', 'target', 'alpha'):
-        getattr(ex, name).add_class(f'eva-{name}')
-        getattr(ex, name).observe(getattr(ex, f'on_change_{name}'), names='value')
-    names = ('original', 'heatmap', 'overlay')
-    for w, name in zip((*ex.pictures, ex.info, ex.panel), (*names, 'info', 'scores')):
-        w.add_class(f'eva-{name}')
-    titled = [widgets.VBox([widgets.HTML(f"<b>{t}</b>"), p]) for t, p in zip(names, ex.pictures)]
+    names, pics = ['image', 'layer', 'method', 'target', 'alpha'], ['original', 'heatmap', 'overlay']
+    for n in names: getattr(ex, n).observe(ex.on_change, names='value')
+    for w, n in zip([getattr(ex, n) for n in names] + [*ex.pictures, ex.info, ex.panel],
+                    names + pics + ['info', 'scores']): w.add_class(f'eva-{n}')
+    titled = [widgets.VBox([widgets.HTML(f"<b>{t}</b>"), p]) for t, p in zip(pics, ex.pictures)]
     controls = widgets.VBox([ex.image, ex.layer, ex.method, ex.target, ex.alpha])
     ex.widget = widgets.VBox([widgets.HBox([controls, ex.info]), widgets.HBox([*titled, ex.panel])])
 
 # %% ../nbs/04b_explorer.ipynb #f51365df
-def _score_panel(scores: dict, # `{layer: {measure: float}}`, ranked, from `GradCamExplorer.layer_scores`
-                 layer: str) -> str:
-    "The explorer's score panel as HTML: the chosen `layer`'s scores, then the ranking."
-    s = scores[layer]
-    head = (f"<b>faithfulness on this image</b><br>{layer}: deletion {s['deletion_auc']:.3f}, insertion "
-            f"{s['insertion_auc']:.3f}, confidence change {s['confidence_change']:+.3f}<br>"
-            f"<small>deletion: lower is better; the others: higher</small>")
-    bold = lambda n: " style='font-weight:bold'" if n == layer else ''
-    rows = ''.join(f"<tr{bold(n)}><td>{k}.</td><td>{n}</td><td>{v['deletion_auc']:.3f}</td><td>"
-                   f"{v['insertion_auc']:.3f}</td><td>{v['confidence_change']:+.3f}</td></tr>"
-                   for k, (n, v) in enumerate(scores.items(), 1))
-    return (f"{head}<table class='eva-ranking'><tr><th></th><th>layer</th><th>deletion</th><th>insertion</th>"
-            f"<th>conf.</th></tr>{rows}</table>")
+def _score_panel(scores: dict, layer: str) -> str:
+    "The score panel as HTML: the chosen `layer`'s scores, then the ranking of `layer_scores`."
+    f = lambda s: [f"{s['deletion_auc']:.3f}", f"{s['insertion_auc']:.3f}", f"{s['confidence_change']:+.3f}"]
+    rows = ''.join(f"<tr{' style=font-weight:bold' * (n == layer)}><td>{k}.</td><td>{n}</td><td>"
+                   + '</td><td>'.join(f(s)) + '</td></tr>' for k, (n, s) in enumerate(scores.items(), 1))
+    return ("<b>faithfulness on this image</b><br>{}: deletion {}, insertion {}, confidence change {}"
+            "<br><small>deletion: lower is better; the others: higher</small><table class='eva-ranking'>"
+            "<tr><th></th><th>layer</th><th>deletion</th><th>insertion</th><th>conf.</th></tr>"
+            .format(layer, *f(scores[layer])) + rows + '</table>')
 
 # %% ../nbs/04b_explorer.ipynb #5b5bd341
 class GradCamExplorer:
-    "A widget of class activation maps by image, layer, method, class and opacity, with faithfulness scores."
+    "A widget of class activation maps by image, layer, method, class and opacity, with faithfulness."
     def __init__(self, model: nn.Module, images: torch.Tensor, # normalised images `(N, 3, H, W)`
                  labels, # their true classes, as integers
                  classes: tuple = CLASSES, mean: tuple = CIFAR10_MEAN, std: tuple = CIFAR10_STD,
                  size: int = 160, # displayed size of each picture, in pixels
                  steps: int = 16): # points on each deletion and insertion curve (chapter 04a)
-        if images.ndim != 4 or images.shape[1] != 3 or len(images) == 0:
-            raise ValueError(f"images must be (N, 3, H, W) with N >= 1, got {tuple(images.shape)}.")
-        if not torch.isfinite(images).all(): raise ValueError("images hold NaN or infinite values.")
-        labels = torch.as_tensor(labels)
-        if labels.is_floating_point() or labels.dtype == torch.bool or labels.shape != (len(images),):
-            raise ValueError(f"labels must be {len(images)} integers: {labels.dtype} {list(labels.shape)}.")
-        self.model, self.images, self.labels = unwrap(model), images.detach().cpu(), labels.tolist()
+        self.images, self.model = check_images(images).detach().cpu(), unwrap(model)
+        self.labels = check_targets(labels, len(images), classes).tolist()
         self.classes, self.mean, self.std, self.size, self.steps = classes, mean, std, size, steps
-        self.layers = cam_layers(self.model, (1, *self.images.shape[1:]))  # name -> (C, h, w)
+        self.layers = cam_layers(self.model, (1, *self.images.shape[1:]))
         self.stages = [n for n in self.layers if '.' not in n] or list(self.layers)  # ranked in the panel
-        self.cache, self.probs, self.scores = {}, {}, {}  # (image, class, method) -> {layer: ...}
-        self.maps(0)  # the first view's maps; its probabilities give the model's number of classes
-        if len(self.probs[0]) != len(classes):
-            raise ValueError(f"The model gives {len(self.probs[0])} scores, but {len(classes)} classes.")
-        bad = [l for l in self.labels if not 0 <= l < len(classes)]
-        if bad: raise ValueError(f"A label {bad[0]} is outside 0..{len(classes) - 1} (the classes).")
+        with torch.no_grad(), eval_mode(self.model):
+            self.probs = torch.cat([self.model(xb.to(model_device(self.model))).float().softmax(1).cpu()
+                                    for xb in self.images.split(256)])
+        if self.probs.shape[1] != len(classes):
+            raise ValueError(f"The model gives {self.probs.shape[1]} scores, but {len(classes)} classes.")
+        if bad := [l for l in self.labels if l >= len(classes)]:
+            raise ValueError(f"A label {bad[0]} is outside 0..{len(classes) - 1} (the classes).")
+        self.cache, self.scores = {}, {}  # (image, class, method) -> {layer: map, or scores}
         _build(self)
-        self.update()
+        self.on_change()
 
     def _ipython_display_(self): display(self.widget)  # a cell's last value shows the widget
 
-    def maps(self, i: int, cls: int|None = None, method: str = 'gradcam', layers: list|None = None) -> dict:
-        "Maps `{layer: (h, w)}` of image `i` for class `cls` (None: predicted) by `method`, from the cache."
-        if cls is None and i in self.probs: cls = int(self.probs[i].argmax())
-        want = list(layers) if method == 'scorecam' and layers else list(self.layers)  # Score-CAM: only those
-        todo = want if cls is None else [n for n in want if n not in self.cache.get((i, cls, method), {})]
-        if todo:
-            cams, logits = cam_maps(self.model, self.images[i:i+1], todo, cls, method)
-            self.probs[i] = logits[0].float().softmax(0).cpu()
-            cls = int(self.probs[i].argmax()) if cls is None else cls
-            cams = {n: c[0].cpu() for n, c in cams[method].items()}
-            self.cache.setdefault((i, cls, method), {}).update(cams)
-        return self.cache[i, cls, method]
+    def maps(self, i: int, cls: int, method: str = 'gradcam', layers: list|None = None) -> dict:
+        "Maps `{layer: (h, w)}` of image `i` for class `cls` by `method` (Score-CAM: only of `layers`)."
+        done = self.cache.setdefault((i, cls, method), {})
+        if todo := [n for n in (layers if method == 'scorecam' else self.layers) if n not in done]:
+            cams = cam_maps(self.model, self.images[i:i+1], todo, cls, method)[0][method]
+            done.update({n: c[0].cpu() for n, c in cams.items()})
+        return done
 
     def target_class(self, i: int, target) -> int:
         "The class index that `target` ('pred', 'true' or an index) means for image `i`."
         if target == 'true': return self.labels[i]
-        if target != 'pred': return int(target)
-        if i not in self.probs: self.maps(i)
-        return int(self.probs[i].argmax())
+        return int(self.probs[i].argmax() if target == 'pred' else target)
 
     def layer_scores(self, i: int, cls: int, method: str, layer: str) -> dict:
         "`score_maps` of image `i`'s maps for the stages and `layer`, `{layer: {measure: float}}`, ranked."
@@ -130,7 +108,7 @@ class GradCamExplorer:
         return {n: done[n] for n in rank_layers({n: done[n] for n in names})}
 
     def render(self, i: int, layer: str, target, alpha: float, method: str = 'gradcam'):
-        "Original, heatmap and overlay `(H, W, 3)` of image `i`, the class shown, and the top-3 `(class, p)`."
+        "Original, heatmap and overlay `(H, W, 3)` of image `i`, the class shown, and the top 3 `(class, p)`."
         cls = self.target_class(i, target)
         cam = scale_cam(self.maps(i, cls, method, [layer])[layer][None], self.images.shape[-2:])[0].numpy()
         rgb = denormalize(self.images[i], self.mean, self.std).permute(1, 2, 0).numpy()
@@ -138,8 +116,8 @@ class GradCamExplorer:
         top3 = [(self.classes[c], float(q)) for q, c in zip(p, top)]
         return rgb, matplotlib.colormaps['jet'](cam)[..., :3], overlay(rgb, cam, alpha), cls, top3
 
-    def update(self):
-        "Redraw the pictures, the text and the score panel for the current choices."
+    def on_change(self, change=None):
+        "Redraw pictures, text and scores for the widgets' values (their handler)."
         i, layer, method = self.image.value, self.layer.value, self.method.value
         *arrays, cls, top = self.render(i, layer, self.target.value, self.alpha.value, method)
         self.panel.value = _score_panel(self.layer_scores(i, cls, method, layer), layer)  # pictures last
@@ -147,10 +125,9 @@ class GradCamExplorer:
         rows = ''.join(f"<tr><td>{name}</td><td>{p:.1%}</td></tr>" for name, p in top)
         self.info.value = (f"<b>{method} map for {self.classes[cls]}</b> at {layer} ({c} channels, {h}x{w})"
                            f"<br>true class: {self.classes[self.labels[i]]}<br><table>{rows}</table>")
-        for w, a in zip(self.pictures, arrays): w.value = _png(a, self.size)
-
-    def on_change_image(self, change=None): self.update()
-    on_change_layer = on_change_method = on_change_target = on_change_alpha = on_change_image
+        for pic, a in zip(self.pictures, arrays):
+            png, im = io.BytesIO(), Image.fromarray((a * 255).round().astype(np.uint8))
+            im.resize((self.size, self.size), Image.NEAREST).save(png, 'PNG'); pic.value = png.getvalue()
 
 # %% ../nbs/04b_explorer.ipynb #13dd94e2
 def explore(model: nn.Module|None = None, # default: the trained ResNet18 eva_cam ships (`load_pretrained`)
@@ -160,8 +137,7 @@ def explore(model: nn.Module|None = None, # default: the trained ResNet18 eva_ca
     "A `GradCamExplorer` on `model` and the first `n` test images of `data`; a cell's last value shows it."
     data = load_cifar10(data) if isinstance(data, (str, Path)) else data
     if not is_int(n, 1, len(data.x_test)):
-        raise ValueError(f"n must be an integer from 1 to {len(data.x_test)} (the test images), got {n!r}.")
-    model = load_pretrained() if model is None else model
+        raise ValueError(f"n must be an integer from 1 to {len(data.x_test)}, got {n!r}.")
     tfm = get_transforms('none')[1]
     images = torch.stack([tfm(image=im)['image'] for im in data.x_test[:n]])
-    return GradCamExplorer(model, images, data.y_test[:n])
+    return GradCamExplorer(load_pretrained() if model is None else model, images, data.y_test[:n])

@@ -4,11 +4,12 @@
 
 # %% ../nbs/04a_faithfulness.ipynb #8f57c62e
 from __future__ import annotations
+import math
 import torch
 import torch.nn as nn
 
 from .core import eval_mode, is_int, model_device
-from .gradcam import check_targets, gradcam
+from .gradcam import check_images, check_targets, gradcam
 
 # %% auto #0
 __all__ = ['STAGES', 'confidence_change', 'deletion_insertion', 'score_maps', 'stages_in', 'insertion_minus_deletion',
@@ -17,16 +18,18 @@ __all__ = ['STAGES', 'confidence_change', 'deletion_insertion', 'score_maps', 's
 # %% ../nbs/04a_faithfulness.ipynb #86310570
 def _target_probs(model: nn.Module, x: torch.Tensor, t: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     "Softmax probability of each image's target, `(N,)` on `x`'s device."
-    dev = model_device(model)
     with torch.no_grad(), eval_mode(model):
-        return torch.cat([model(x[i:i + batch_size].to(dev)).float().softmax(1).to(x.device)
-                          .gather(1, t[i:i + batch_size, None])[:, 0] for i in range(0, len(x), batch_size)])
+        p = torch.cat([model(xb.to(model_device(model))).float().softmax(1).to(x.device)
+                       for xb in x.split(batch_size)])
+    if t.max() >= p.shape[1]: raise ValueError(f"Class {t.max()} out of range: the model has {p.shape[1]}.")
+    return p.gather(1, t[:, None])[:, 0]
 
 def _targets(x: torch.Tensor, targets, cams: dict) -> torch.Tensor:
-    "The targets on `x`'s device, once each of `cams` (name -> maps) holds one map `(H, W)` per image."
-    want = (x.shape[0], *x.shape[2:])
+    "The targets on `x`'s device, once `x` is a batch and `cams` (name -> maps) hold a finite map per image."
+    want = (len(check_images(x)), *x.shape[2:])
     for k, c in cams.items():
         if tuple(c.shape) != want: raise ValueError(f"{k} must be (N, H, W) = {want}, got {tuple(c.shape)}.")
+        if not torch.isfinite(c).all(): raise ValueError(f"{k} holds NaN or infinite values.")
     t = check_targets(targets, len(x))
     if t is None: raise ValueError("targets is None: give the class of each image.")
     return t.to(x.device)
@@ -60,7 +63,8 @@ def deletion_insertion(model: nn.Module, # the classifier
                       ) -> dict:
     "Deletion and insertion curves of the target's probability, `(N, steps + 1)`, and their areas `(N,)`."
     t = _targets(x, targets, {'cams': cams})
-    if not is_int(steps, 1): raise ValueError(f"steps must be a positive integer, got {steps!r}.")
+    for name, v in (('steps', steps), ('chunk', chunk)):
+        if not is_int(v, 1): raise ValueError(f"{name} must be a positive integer, got {v!r}.")
     parts = [_curves(model, x[i:i + chunk], cams[i:i + chunk], t[i:i + chunk], steps)
              for i in range(0, len(x), chunk)]
     curves = {k: torch.cat([p[k] for p in parts]) for k in ('deletion', 'insertion')}
@@ -72,7 +76,7 @@ def score_maps(model: nn.Module, x: torch.Tensor, # the classifier; normalised i
                targets, # the class of each image (see `check_targets`)
                steps: int = 16, # see `deletion_insertion`
               ) -> dict:
-    "Per name, the means over `x` of `deletion_auc`, `insertion_auc` and `confidence_change`, batched."
+    "Per name, the means over `x` of `deletion_auc`, `insertion_auc` and `confidence_change`."
     t, names = _targets(x, targets, {f"cams[{n!r}]": c for n, c in cams.items()}), list(cams)
     if not names: return {}
     # the maps stay float32 whatever x is: in bf16, ties would order pixels row by row
@@ -87,7 +91,7 @@ def score_maps(model: nn.Module, x: torch.Tensor, # the classifier; normalised i
 STAGES = ('layer1', 'layer2', 'layer3', 'layer4')  # a ResNet's four stages: the layers scored unless told
 
 def stages_in(model: nn.Module) -> list:
-    "The names of `STAGES` that `model` has (none for a model that is not a ResNet)."
+    "The names of `STAGES` that `model` has."
     names = dict(model.named_modules())
     return [n for n in STAGES if n in names]
 
@@ -99,6 +103,8 @@ def insertion_minus_deletion(s: dict, # one name's measures, from `score_maps`
 def rank_layers(scores: dict, # `{name: {measure: float}}`, from `score_maps` or `faithfulness`
                ) -> list:
     "The names of `scores`, the most faithful first: by `insertion_minus_deletion`, ties in their order."
+    if bad := [n for n, s in scores.items() if not math.isfinite(insertion_minus_deletion(s))]:
+        raise ValueError(f"{bad[0]!r} has no finite score: {scores[bad[0]]}.")
     return sorted(scores, key=lambda n: -insertion_minus_deletion(scores[n]))
 
 # %% ../nbs/04a_faithfulness.ipynb #caa12170
@@ -108,7 +114,7 @@ def _is_random(name) -> bool:  # a name `random_maps` gives: 'random <k>'
 def random_maps(x: torch.Tensor, # the images `(N, C, H, W)` the maps are for
                 draws: int = 4, # how many sets of maps
                ) -> dict:
-    "`draws` sets of uniform random maps, `{'random 0': (N, H, W), ...}` on the CPU, seeded 0, 1, ..."
+    "`draws` sets of uniform random maps `{'random 0': (N, H, W), ...}`, seeded 0, 1, ..."
     if not is_int(draws, 1): raise ValueError(f"draws must be an integer >= 1, got {draws!r}.")
     return {f'random {s}': torch.rand(len(x), *x.shape[-2:], generator=torch.Generator().manual_seed(s))
             for s in range(draws)}
@@ -140,8 +146,12 @@ def split_floor(scores: dict, # from `faithfulness(..., floor=k)`
 
 def floor_text(random_scores: dict, # the random sets' scores, from `split_floor`
               ) -> str:
-    "The floor in one sentence: how many sets of random maps, and their `insertion_minus_deletion`."
+    "How to read scores: the floor (each measure's range over the random maps) and what a good value is."
     if not random_scores: raise ValueError("No random maps: score them with faithfulness(..., floor=4).")
-    gaps = [insertion_minus_deletion(s) for s in random_scores.values()]
-    return (f"random maps ({len(gaps)} sets) reach {min(gaps):.3f} to {max(gaps):.3f} by insertion minus "
-            f"deletion: a map not above that points at the evidence no better than noise")
+    s = random_scores.values()
+    span = lambda f: f"{min(map(f, s)):.3f} to {max(map(f, s)):.3f}"
+    d, i, c = (lambda s, k=k: s[k] for k in ('deletion_auc', 'insertion_auc', 'confidence_change'))
+    return (f"random maps ({len(s)} sets) reach {span(insertion_minus_deletion)} by insertion minus deletion "
+            f"(deletion {span(d)}, insertion {span(i)}, confidence change {span(c)}): a map not above that "
+            "points at the evidence no better than noise. Deletion: lower is better; insertion: higher; "
+            "confidence change: 0 keeps all of the model's confidence, -1 loses it all")

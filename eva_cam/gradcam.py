@@ -20,61 +20,28 @@ from .data import CIFAR10_MEAN, CIFAR10_STD, CLASSES, denormalize
 from .core import atomic_write, eval_mode, is_number, model_device, unwrap
 
 # %% auto #0
-__all__ = ['WEIGHTINGS', 'CAM_METHODS', 'GRADIENT_FREE', 'cam_layers', 'CamHooks', 'gradcam_weights', 'gradcampp_weights',
-           'xgradcam_weights', 'hirescam_weights', 'layercam_weights', 'scorecam_weights', 'eigencam_map', 'cam_from',
-           'scale_cam', 'check_targets', 'cam_maps', 'gradcam', 'overlay', 'show_cam', 'plot_gradcam',
-           'plot_gradcam_misclassified', 'to_rgb8', 'load_image', 'check_cam_out', 'explain_image']
+__all__ = ['WEIGHTINGS', 'GRADIENT_FREE', 'CAM_METHODS', 'cam_layers', 'gradcampp_weights', 'scorecam_weights', 'eigencam_map',
+           'cam_from', 'scale_cam', 'check_targets', 'check_images', 'cam_maps', 'gradcam', 'overlay', 'show_cam',
+           'plot_gradcam', 'plot_gradcam_misclassified', 'to_rgb8', 'load_image', 'check_cam_out', 'explain_image']
 
 # %% ../nbs/04_gradcam.ipynb #e0db9fd7
 def cam_layers(model: nn.Module, input_size: tuple = (1, 3, 32, 32), # the shape of one input batch
               ) -> dict:
-    "Name -> `(C, h, w)` of every `Conv2d` and every block containing one, in the order of `named_modules`."
-    model, shapes = unwrap(model), {}
-    wanted = [n for n, m in model.named_modules() if n and any(isinstance(c, nn.Conv2d) for c in m.modules())]
-    def save(name, module, inputs, output):
-        if isinstance(output, torch.Tensor) and output.ndim == 4: shapes[name] = tuple(output.shape[1:])
-    handles = [model.get_submodule(n).register_forward_hook(partial(save, n)) for n in wanted]
+    "Name -> `(C, h, w)` of every `Conv2d` and every block holding one, in the order they run."
+    model, shapes, hooks = unwrap(model), {}, []
+    def pre(name, *_): shapes.setdefault(name, None)  # a module's place: when it first starts
+    def end(name, m, i, out):
+        if isinstance(out, torch.Tensor) and out.ndim == 4: shapes[name] = tuple(out.shape[1:])
+    for n, m in model.named_modules():
+        if n and any(isinstance(c, nn.Conv2d) for c in m.modules()):
+            hooks += [m.register_forward_pre_hook(partial(pre, n)), m.register_forward_hook(partial(end, n))]
     try:
         with eval_mode(model), torch.no_grad(): model(torch.zeros(input_size, device=model_device(model)))
     finally:
-        for h in handles: h.remove()
-    return {n: shapes[n] for n in wanted if n in shapes}
-
-# %% ../nbs/04_gradcam.ipynb #efd57c15
-class CamHooks:
-    "Context manager: keep named layers' outputs (forward pass) and their gradients (backward pass)."
-    def __init__(self, model: nn.Module, names: list):
-        self.model, self.names, self.activations, self.gradients, self.handles = model, names, {}, {}, []
-
-    def __enter__(self):
-        try:
-            for n in self.names:
-                self.handles.append(self.model.get_submodule(n).register_forward_hook(partial(self._save, n)))
-        except BaseException:
-            self.__exit__(); raise
-        return self
-
-    def _save(self, name, module, inputs, output):
-        if not isinstance(output, torch.Tensor) or output.ndim != 4:
-            got = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
-            raise ValueError(f"Layer {name!r} ({type(module).__name__}) outputs {got}, not (N, C, h, w).")
-        self.activations[name] = output
-        output.register_hook(partial(self._save_grad, name))
-        return output.clone()  # the network goes on with a copy: in-place ops leave ours intact
-
-    def _save_grad(self, name, grad): self.gradients[name] = grad
-
-    def __exit__(self, *exc):
-        for h in self.handles: h.remove()
-        self.handles.clear()
-        self.activations = {n: a.detach() for n, a in self.activations.items()}  # ends output->hook->self
-        return False
+        for h in hooks: h.remove()
+    return {n: s for n, s in shapes.items() if s}
 
 # %% ../nbs/04_gradcam.ipynb #995bbdcf
-def gradcam_weights(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
-    "Grad-CAM: the spatial mean of the gradient, `(N, C, 1, 1)`."
-    return grads.mean(dim=(2, 3), keepdim=True)
-
 def gradcampp_weights(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
     "Grad-CAM++ (eq. 19, with the ReLU on the gradients), `(N, C, 1, 1)`."
     g2 = grads ** 2
@@ -82,28 +49,20 @@ def gradcampp_weights(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
     alpha = torch.where(grads != 0, alpha, torch.zeros_like(alpha))
     return (grads.clamp(min=0) * alpha).sum(dim=(2, 3), keepdim=True)
 
-def xgradcam_weights(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
-    "XGrad-CAM: the gradient weighted by each position's share of the channel's activation, `(N, C, 1, 1)`."
-    return (grads * acts / (acts.sum(dim=(2, 3), keepdim=True) + 1e-7)).sum(dim=(2, 3), keepdim=True)
-
-def hirescam_weights(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
-    "HiResCAM: the gradient itself, `(N, C, h, w)`."
-    return grads
-
-def layercam_weights(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
-    "LayerCAM: the gradient's positive part, `(N, C, h, w)`."
-    return grads.clamp(min=0)
-
-WEIGHTINGS = {'gradcam': gradcam_weights, 'gradcam++': gradcampp_weights, 'xgradcam': xgradcam_weights,
-              'hirescam': hirescam_weights, 'layercam': layercam_weights}
+WEIGHTINGS = {  # method -> (activations, gradients) -> weights that broadcast against the activations
+    'gradcam': lambda a, g: g.mean(dim=(2, 3), keepdim=True),  # the gradient's spatial mean
+    'gradcam++': gradcampp_weights,
+    'xgradcam': lambda a, g: (g * a / (a.sum(dim=(2, 3), keepdim=True) + 1e-7)).sum(dim=(2, 3), keepdim=True),
+    'hirescam': lambda a, g: g,  # the gradient itself, per position
+    'layercam': lambda a, g: g.clamp(min=0)}  # its positive part, per position
 
 # %% ../nbs/04_gradcam.ipynb #0d31210a
-def scorecam_weights(model: nn.Module, x: torch.Tensor, # the classifier; normalised images `(N, C_in, H, W)`
-                     acts: torch.Tensor, # the layer's activations for `x`, `(N, C, h, w)`
+def scorecam_weights(model: nn.Module, x: torch.Tensor, # the classifier; images `(N, C_in, H, W)`
+                     acts: torch.Tensor, # the layer's activations `(N, C, h, w)`
                      targets: torch.Tensor, # the class of each image, `(N,)`
                      batch_size: int = 64, # masked images per forward pass
                     ) -> torch.Tensor:
-    "Score-CAM: softmax over channels of the target's logit on `x` masked by each channel, `(N, C, 1, 1)`."
+    "Score-CAM: softmax over channels of the target's logit on `x` masked by each, `(N, C, 1, 1)`."
     masks = F.interpolate(acts, size=x.shape[-2:], mode='bilinear', align_corners=True)
     lo, hi = masks.amin(dim=(2, 3), keepdim=True), masks.amax(dim=(2, 3), keepdim=True)
     masks = (masks - lo) / (hi - lo + 1e-8)
@@ -116,7 +75,7 @@ def scorecam_weights(model: nn.Module, x: torch.Tensor, # the classifier; normal
     return scores.view(n, c).float().softmax(dim=1)[..., None, None]
 
 def eigencam_map(acts: torch.Tensor) -> torch.Tensor:
-    "Eigen-CAM: the centred activations projected on their first principal component, `(N, h, w)`."
+    "Eigen-CAM: the centred activations on their first principal component, `(N, h, w)`."
     n, c, h, w = acts.shape
     a = acts.flatten(2).transpose(1, 2)  # (N, h*w, C): one row per position
     a = a - a.mean(dim=1, keepdim=True)
@@ -124,15 +83,15 @@ def eigencam_map(acts: torch.Tensor) -> torch.Tensor:
     return (a.double() @ vh[:, 0, :, None]).view(n, h, w).to(acts.dtype)
 
 # %% ../nbs/04_gradcam.ipynb #98c70c68
-CAM_METHODS = (*WEIGHTINGS, 'scorecam', 'eigencam')
 GRADIENT_FREE = ('scorecam', 'eigencam')  # need no backward pass
+CAM_METHODS = (*WEIGHTINGS, *GRADIENT_FREE)
 
 def cam_from(acts: torch.Tensor, # the layer's activations `(N, C, h, w)`
-             grads: torch.Tensor|None = None, # their gradients (not for GRADIENT_FREE methods)
+             grads: torch.Tensor|None = None, # their gradients (None for GRADIENT_FREE)
              method: str = 'gradcam', # one of CAM_METHODS
              model=None, x=None, targets=None, # for Score-CAM: see `scorecam_weights`
             ) -> torch.Tensor:
-    "The map `(N, h, w)` at layer resolution: `ReLU(sum_k weight_k * A_k)`, or of Eigen-CAM's projection."
+    "The map `(N, h, w)` at layer resolution: `ReLU(sum_k weight_k * A_k)` (Eigen-CAM: of its projection)."
     if method == 'eigencam': cam = eigencam_map(acts)
     elif method == 'scorecam': cam = (scorecam_weights(model, x, acts, targets) * acts).sum(dim=1)
     else: cam = (WEIGHTINGS[method](acts, grads) * acts).sum(dim=1)
@@ -143,7 +102,7 @@ def scale_cam(cam: torch.Tensor, # maps `(N, h, w)`
               size: tuple|None = None, # `(H, W)` to upsample to; None keeps the size
               normalize: bool = True, # min-max scale each map to [0, 1]
              ) -> torch.Tensor:
-    "Upsample maps bilinearly to `size`, then min-max scale each to [0, 1] (a constant map becomes zeros)."
+    "Upsample maps bilinearly to `size`, then min-max scale each to [0, 1] (a constant map: zeros)."
     if size is not None and tuple(cam.shape[-2:]) != tuple(size):
         cam = F.interpolate(cam[:, None], size=tuple(size), mode='bilinear', align_corners=False)[:, 0]
     if not normalize: return cam
@@ -156,7 +115,7 @@ def check_targets(targets, # None, one class index or name for all images, or on
                   n: int, # the number of images
                   classes: tuple = CLASSES, # the names a target may be given by
                  ) -> torch.Tensor|None:
-    "The targets as `n` class indices `(n,)` (None stays None), or a ValueError saying what was expected."
+    "The targets as `n` class indices `(n,)` (None stays None), or a ValueError."
     if targets is None: return None
     many = isinstance(targets, (list, tuple))
     items = list(targets) if many else [targets]
@@ -172,12 +131,14 @@ def check_targets(targets, # None, one class index or name for all images, or on
     return t.long()
 
 # %% ../nbs/04_gradcam.ipynb #eab119d6
-def _check_input(x):
-    if not isinstance(x, torch.Tensor) or x.ndim != 4 or not x.is_floating_point():
+def check_images(x: torch.Tensor) -> torch.Tensor:
+    "`x` if it is a finite float batch `(N, C, H, W)` with N >= 1, else a ValueError."
+    if not isinstance(x, torch.Tensor) or x.ndim != 4 or not x.is_floating_point() or not len(x):
         got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"x must be a normalised float batch (N, C, H, W), got {got}.")
-    bad = (~torch.isfinite(x)).sum().item()
-    if bad: raise ValueError(f"x holds {bad} NaN or infinite value(s).")
+        raise ValueError(f"Expected a normalised float batch (N, C, H, W) of N >= 1 images, got {got}.")
+    if bad := (~torch.isfinite(x)).sum().item():
+        raise ValueError(f"The images hold {bad} NaN or infinite value(s).")
+    return x
 
 def _layer_names(model: nn.Module, layer) -> list:
     "The dotted names of `layer` (a name or a module of `model`, or a list of them), each once."
@@ -187,42 +148,51 @@ def _layer_names(model: nn.Module, layer) -> list:
     bad = [g for g in got if g not in names.values()]
     if got and not bad: return list(dict.fromkeys(got))
     shown = [f"a {type(b).__name__} not in the model" if isinstance(b, nn.Module) else b for b in bad]
-    first = bad[0] if bad else None
-    close = difflib.get_close_matches(first, list(names.values()), 3) if isinstance(first, str) else []
+    close = difflib.get_close_matches(bad[0], [*names.values()], 3) if bad and isinstance(bad[0], str) else []
     top = [n for n in names.values() if '.' not in n]
-    raise ValueError(f"Unknown layer(s) {shown}: give modules of the model or their names; "
-                     f"the closest: {close}. Its top-level modules: {top}.")
+    raise ValueError(f"Unknown layer(s) {shown}: the closest: {close}. Its top-level modules: {top}.")
 
 # %% ../nbs/04_gradcam.ipynb #2722512d
 def _capture(model: nn.Module, x: torch.Tensor, names: list, t: torch.Tensor|None, backward: bool):
-    "Activations of `names` (with `backward`, their gradients for the targets), the logits and the targets."
-    with torch.inference_mode(False), eval_mode(model), torch.enable_grad(), CamHooks(model, names) as hooks:
-        logits = model(x)
-        if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
-            got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-            raise ValueError(f"The model returned {got}, not logits (N, classes): wrap it to return those.")
-        t = logits.argmax(1) if t is None else t
-        if t.max() >= logits.shape[1]:
-            raise ValueError(f"Class {t.max()} out of range: the model has {logits.shape[1]} classes.")
-        lost = [n for n in names if n not in hooks.activations]
-        if backward and not lost:
-            score = logits.gather(1, t.to(logits.device)[:, None]).sum()
-            torch.autograd.grad(score, [hooks.activations[n] for n in names], allow_unused=True)
-            lost = [n for n in names if n not in hooks.gradients]
-        if lost: raise ValueError(f"Layer(s) {lost} did not run, or the class score does not depend on them.")
-    return hooks.activations, hooks.gradients, logits.detach(), t
+    "Activations of `names` (and with `backward`, their gradients), the logits and the targets."
+    acts, grads = {}, {}
+    def save(name, module, inputs, out):  # keep the output, and a tensor hook for its gradient
+        if not isinstance(out, torch.Tensor) or out.ndim != 4:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(f"Layer {name!r} ({type(module).__name__}) outputs {got}, not (N, C, h, w).")
+        acts[name] = out
+        out.register_hook(partial(grads.__setitem__, name))
+        return out.clone()  # the network goes on with a copy: in-place ops leave ours intact
+    handles = [model.get_submodule(n).register_forward_hook(partial(save, n)) for n in names]
+    try:
+        with torch.inference_mode(False), eval_mode(model), torch.enable_grad():
+            logits = model(x)
+            if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+                got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+                raise ValueError(f"The model returned {got}, not logits (N, classes).")
+            t = logits.argmax(1) if t is None else t
+            if t.max() >= logits.shape[1]:
+                raise ValueError(f"Class {t.max()} out of range: the model has {logits.shape[1]} classes.")
+            lost = [n for n in names if n not in acts]
+            if backward and not lost:
+                score = logits.gather(1, t.to(logits.device)[:, None]).sum()
+                torch.autograd.grad(score, [acts[n] for n in names], allow_unused=True)
+                lost = [n for n in names if n not in grads]
+            if lost: raise ValueError(f"Layer(s) {lost} did not run, or the class score does not use them.")
+    finally:
+        for h in handles: h.remove()
+    return {n: a.detach() for n, a in acts.items()}, grads, logits.detach(), t
 
 def cam_maps(model: nn.Module, # a CNN classifier returning logits (N, classes)
              x: torch.Tensor, # a normalised batch (N, C, H, W)
              layers: str|nn.Module|list, # a module of `model` or its dotted name, or a list of them
-             targets=None, # None (each image's predicted class), or as `check_targets` takes them
+             targets=None, # None (the predicted classes), or as `check_targets` takes them
              methods: str|list = ('gradcam',), # names from CAM_METHODS
              classes: tuple = CLASSES, # the names a target may be given by
             ) -> tuple[dict, torch.Tensor]:
     "Maps `{method: {layer: (N, h, w)}}` at layer resolution, and the logits: one forward, one backward pass."
     model, methods = unwrap(model), [methods] if isinstance(methods, str) else methods
-    _check_input(x)
-    names, t = _layer_names(model, layers), check_targets(targets, len(x), classes)
+    names, t = _layer_names(model, layers), check_targets(targets, len(check_images(x)), classes)
     if not isinstance(methods, (list, tuple)) or not methods or any(m not in CAM_METHODS for m in methods):
         raise ValueError(f"Unknown method(s) {methods!r}: expected names from {list(CAM_METHODS)}.")
     with torch.inference_mode(False):  # in inference mode (Lightning's test loop) too
@@ -237,14 +207,14 @@ def cam_maps(model: nn.Module, # a CNN classifier returning logits (N, classes)
 # %% ../nbs/04_gradcam.ipynb #bd8f0b51
 def gradcam(model: nn.Module, # any CNN classifier returning logits (N, classes)
             x: torch.Tensor, # a normalised batch (N, C, H, W)
-            layer: str|nn.Module|list = 'layer3', # a module of `model` or its dotted name, or a list of them
-            targets=None, # None (each image's predicted class), or as `check_targets` takes them
-            upsample: bool = True, # scale the maps up to the input's H x W (bilinear)
-            normalize: bool = True, # min-max scale each map to [0, 1] after upsampling
+            layer: str|nn.Module|list = 'layer3', # as `cam_maps` takes layers
+            targets=None, # None (the predicted classes), or as `check_targets` takes them
+            upsample: bool = True, # scale the maps up to the input's H x W
+            normalize: bool = True, # min-max scale each map to [0, 1]
             method: str|list = 'gradcam', # one of CAM_METHODS, or a list of them
             classes: tuple = CLASSES, # the names a target may be given by
            ) -> torch.Tensor|dict:
-    "Maps `(N, H, W)` of `x`; a dict by layer name when `layer` is a list, by method when `method` is one."
+    "Maps `(N, H, W)` of `x`; a dict by layer when `layer` is a list, by method when `method` is."
     cams, _ = cam_maps(model, x, layer, targets, method, classes)
     size = x.shape[-2:] if upsample else None
     out = {m: {n: scale_cam(c, size, normalize).to(x.device) for n, c in cs.items()}
@@ -257,7 +227,7 @@ def overlay(rgb: np.ndarray|torch.Tensor, # an RGB image `(H, W, 3)` in [0, 1]
             cam: np.ndarray|torch.Tensor, # a map `(H, W)` in [0, 1]
             alpha: float = 0.5, # the heatmap's opacity
             cmap: str = 'jet') -> np.ndarray:
-    "Blend a colour map of `cam` into the image: `(1 - alpha) * rgb + alpha * cmap(cam)`, in [0, 1]."
+    "`(1 - alpha) * rgb + alpha * cmap(cam)`: the colour map of `cam` blended into the image."
     if not (is_number(alpha) and 0 <= alpha <= 1): raise ValueError(f"alpha must be in [0, 1]: {alpha!r}.")
     rgb, cam = np.asarray(rgb, dtype=np.float32), np.asarray(cam, dtype=np.float32)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or cam.shape != rgb.shape[:2]:
@@ -271,7 +241,7 @@ def show_cam(image: torch.Tensor, # a normalised image `(3, H, W)`
              cam: torch.Tensor, # its map `(H, W)` in [0, 1]
              alpha: float = 0.5, ax: plt.Axes|None = None, title: str|None = None,
              mean: tuple = CIFAR10_MEAN, std: tuple = CIFAR10_STD) -> plt.Axes:
-    "Draw the heatmap of `cam` over the de-normalised image; a map of zeros is labelled as such."
+    "Draw the heatmap of `cam` over the image; a map of zeros is labelled as such."
     if ax is None: _, ax = plt.subplots(figsize=(2.5, 2.5))
     rgb = denormalize(image.detach().cpu(), mean, std).permute(1, 2, 0)
     ax.imshow(overlay(rgb, cam.detach().cpu(), alpha)); ax.axis('off')
@@ -283,45 +253,43 @@ def show_cam(image: torch.Tensor, # a normalised image `(3, H, W)`
 # %% ../nbs/04_gradcam.ipynb #d252391a
 def plot_gradcam(images: torch.Tensor, # normalised images `(N, 3, H, W)`
                  cams: torch.Tensor, # their maps `(N, H, W)` in [0, 1]
-                 titles: list|None = None, # one title per image, shown over its row
+                 titles: list|None = None, # one title per image, over its original
                  alpha: float = 0.5, mean: tuple = CIFAR10_MEAN, std: tuple = CIFAR10_STD) -> plt.Figure:
     "A grid with one row per image: original, heatmap, overlay."
-    n_titles = len(images) if titles is None else len(titles)
-    if not len(images) == len(cams) == n_titles:
-        raise ValueError(f"Got {len(images)} images, {len(cams)} maps and {n_titles} titles.")
+    titles = ['original'] * len(images) if titles is None else titles
+    if not len(images) == len(cams) == len(titles):
+        raise ValueError(f"Got {len(images)} images, {len(cams)} maps and {len(titles)} titles.")
     fig, axs = plt.subplots(len(images), 3, figsize=(5.4, 1.9*len(images)), squeeze=False)
-    for i, (im, cam) in enumerate(zip(images, cams)):
-        axs[i, 0].imshow(denormalize(im.detach().cpu(), mean, std).permute(1, 2, 0).numpy())
-        axs[i, 1].imshow(cam.detach().cpu(), cmap='jet', vmin=0, vmax=1)
-        show_cam(im, cam, alpha, axs[i, 2], mean=mean, std=std)
-        for ax, name in zip(axs[i], ('original', 'heatmap', 'overlay')):
-            ax.set_title(f"{titles[i]}: {name}" if titles and name == 'original' else name, fontsize=8)
-            ax.axis('off')
+    for row, im, cam, title in zip(axs, images.detach().cpu(), cams.detach().cpu(), titles):
+        row[0].imshow(denormalize(im, mean, std).permute(1, 2, 0).numpy())
+        row[1].imshow(cam, 'jet', vmin=0, vmax=1)
+        show_cam(im, cam, alpha, row[2], 'overlay', mean, std)
+        for ax, t in zip(row[:2], (title, 'heatmap')): ax.set_title(t, fontsize=8); ax.axis('off')
     fig.tight_layout()
     return fig
 
 # %% ../nbs/04_gradcam.ipynb #36cfec38
 def plot_gradcam_misclassified(model: nn.Module,
                                mistakes, # from `get_misclassified` (chapter 03a)
-                               layer: str = 'layer3', classes: tuple = CLASSES, alpha: float = 0.5,
+                               layer: str|nn.Module = 'layer3', classes: tuple = CLASSES, alpha: float = 0.5,
                                mean: tuple = CIFAR10_MEAN, std: tuple = CIFAR10_STD) -> plt.Figure:
     "For each misclassified image: the original, and the maps for the predicted and for the true class."
-    xs, ys, preds = mistakes.images, mistakes.true.long(), mistakes.pred.long()
-    if len(xs) == 0: raise ValueError("There are no misclassified images to show.")
-    cams = gradcam(model, torch.cat([xs, xs]), layer, torch.cat([preds, ys])).cpu()  # one pass for both
-    fig, axs = plt.subplots(len(xs), 3, figsize=(5.4, 1.9*len(xs)), squeeze=False)
-    for i, (x, p, y) in enumerate(zip(xs.cpu(), preds.tolist(), ys.tolist())):
-        axs[i, 0].imshow(denormalize(x, mean, std).permute(1, 2, 0).numpy()); axs[i, 0].axis('off')
-        loss = float(mistakes.loss[i])
-        axs[i, 0].set_title(f"predicted {classes[p]}, true {classes[y]}\nloss {loss:.2f}", fontsize=8)
-        show_cam(x, cams[i], alpha, axs[i, 1], f"map for {classes[p]} (predicted)", mean, std)
-        show_cam(x, cams[len(xs) + i], alpha, axs[i, 2], f"map for {classes[y]} (true)", mean, std)
+    xs, n = mistakes.images.cpu(), len(mistakes.images)
+    if n == 0: raise ValueError("There are no misclassified images to show.")
+    cams = gradcam(model, torch.cat([xs, xs]), layer, torch.cat([mistakes.pred, mistakes.true])).cpu()
+    fig, axs = plt.subplots(n, 3, figsize=(5.4, 1.9*n), squeeze=False)
+    for i, (row, x, p, y) in enumerate(zip(axs, xs, mistakes.pred.tolist(), mistakes.true.tolist())):
+        row[0].imshow(denormalize(x, mean, std).permute(1, 2, 0).numpy()); row[0].axis('off')
+        loss = f"loss {mistakes.loss[i]:.2f}"
+        row[0].set_title(f"predicted {classes[p]}, true {classes[y]}\n{loss}", fontsize=8)
+        show_cam(x, cams[i], alpha, row[1], f"map for {classes[p]} (predicted)", mean, std)
+        show_cam(x, cams[n + i], alpha, row[2], f"map for {classes[y]} (true)", mean, std)
     fig.tight_layout()
     return fig
 
 # %% ../nbs/04_gradcam.ipynb #96943ee2
 def to_rgb8(im: Image.Image) -> Image.Image:
-    "Any image Pillow opens as 8-bit RGB, its values kept (16-bit grey scaled, not clipped)."
+    "Any image Pillow opens as 8-bit RGB, values kept (16-bit grey scaled, not clipped)."
     im = ImageOps.exif_transpose(im)
     if im.mode.startswith('I;16') or im.mode in ('I', 'F'):
         a = np.asarray(im, dtype=np.float64)
@@ -337,31 +305,30 @@ def load_image(path: str|Path, # any image file Pillow reads
                size: int = 32, # the model's input side in pixels
                mean: tuple = CIFAR10_MEAN, std: tuple = CIFAR10_STD, # the model's normalisation
               ) -> tuple[torch.Tensor, str]:
-    "An image file as a normalised batch `(1, 3, size, size)` (bicubic resize), and a note of the resizing."
-    try:
-        im = Image.open(path); im.load()
+    "An image file as a normalised batch `(1, 3, size, size)` (bicubic resize), and a note of the resize."
+    try: im = Image.open(path); im.load()
     except Exception as e: raise ValueError(f"{path} is not an image Pillow can read ({e}).") from e
-    same = im.size == (size, size)
-    note = f"{size}x{size}, not resized" if same else f"resized from {im.width}x{im.height} to {size}x{size}"
-    rgb = np.asarray(to_rgb8(im).resize((size, size), Image.BICUBIC), dtype=np.float32) / 255
-    x = torch.from_numpy(rgb).permute(2, 0, 1)
-    return ((x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1))[None], note
+    note = f"{size}x{size}, not resized" if im.size == (size, size) else \
+        f"resized from {im.width}x{im.height} to {size}x{size}"
+    x = torch.from_numpy(np.asarray(to_rgb8(im).resize((size, size), Image.BICUBIC), dtype=np.float32) / 255)
+    x = (x.permute(2, 0, 1) - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
+    return x[None], note
 
 # %% ../nbs/04_gradcam.ipynb #4ec95e33
 def check_cam_out(image_path: Path, out: Path):
-    "Refuse an output that would replace the image, is a folder, or lies in a folder that does not exist."
+    "Refuse an output that would replace the image, is a folder, or lies in a missing folder."
     if not image_path.is_file(): raise FileNotFoundError(f"No image at {image_path}.")
     if out.is_dir(): raise ValueError(f"The output {out} is a folder: give the PNG file to write.")
     if out.exists() and out.samefile(image_path): raise ValueError(f"The output {out} is the image itself.")
     if not out.parent.is_dir(): raise FileNotFoundError(f"No folder {out.parent} for the output {out}.")
 
 def explain_image(model: nn.Module, image_path: str|Path,
-                  layer: str = 'layer3', # a module of `model` or its dotted name
+                  layer: str|nn.Module = 'layer3', # a module of `model` or its dotted name
                   target: str|int = 'pred', # 'pred', 'true' (needs `true_class`), a class name or index
                   out: str|Path = 'cam.png', # the PNG of original, heatmap and overlay
                   classes: tuple = CLASSES, mean: tuple = CIFAR10_MEAN, std: tuple = CIFAR10_STD,
-                  true_class: str|int|None = None, # the image's real class, for target='true' and the title
-                  size: int = 32, # the input size of the model
+                  true_class: str|int|None = None, # the image's class, for target='true' and the title
+                  size: int = 32, # the model's input size
                  ) -> list:
     "Write the Grad-CAM figure of one image file to `out`, and return the top-3 `(class, probability)`."
     image_path, out = Path(image_path), Path(out)

@@ -4,6 +4,7 @@
 
 # %% ../nbs/03a_interpret.ipynb #821e3960
 from __future__ import annotations
+from collections import Counter
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
@@ -11,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.data import SequentialSampler
 
 from .core import is_int
 from .data import CLASSES, show_images
@@ -34,11 +36,13 @@ class Misclassified:
 def get_misclassified(model: nn.Module, dl, # a DataLoader in its dataset's order
                       n: int = 10, device=None, precision: str = 'auto', # as for `predict`
                       preds: tuple|None = None, # (logits, labels) of `predict` over `dl`
+                      max_per_pair: int|None = None, # at most this many of each (predicted, true) pair
                      ) -> Misclassified:
     "The `n` misclassified images of `dl` with the highest loss (the least probability on the true class)."
     if not is_int(n, 0): raise ValueError(f"n must be an integer >= 0, got {n!r}.")
-    order = getattr(getattr(dl, 'batch_sampler', None), 'sampler', None)
-    if not isinstance(order, torch.utils.data.SequentialSampler):
+    if not (max_per_pair is None or is_int(max_per_pair, 1)):
+        raise ValueError(f"max_per_pair must be None or an integer >= 1, got {max_per_pair!r}.")
+    if not isinstance(getattr(getattr(dl, 'batch_sampler', None), 'sampler', None), SequentialSampler):
         raise ValueError("Images are found by position: give a DataLoader that does not shuffle.")
     logits, labels = preds if preds is not None else predict(model, dl, device, precision)
     if not len(logits) == len(labels) == len(dl.dataset):
@@ -46,8 +50,15 @@ def get_misclassified(model: nn.Module, dl, # a DataLoader in its dataset's orde
     loss = F.cross_entropy(logits, labels, reduction='none')
     conf, pred = logits.softmax(1).max(1)
     wrong = (pred != labels).nonzero().flatten()
-    idx = wrong[loss[wrong].argsort(descending=True)][:n]
-    images = torch.stack([dl.dataset[int(i)][0] for i in idx]) if len(idx) else torch.empty(0, 3, 32, 32)
+    idx = wrong[loss[wrong].argsort(descending=True)]
+    if max_per_pair is not None:
+        seen, pairs = Counter(), zip(pred[idx].tolist(), labels[idx].tolist())
+        idx = idx[[seen.update([pair]) or seen[pair] <= max_per_pair for pair in pairs]]
+    idx = idx[:n]
+    images = [dl.dataset[int(i)][0] for i in idx]
+    if any(not torch.equal(a, dl.dataset[int(i)][0]) for a, i in zip(images, idx)):
+        raise ValueError("The dataset gives a new image on each read (augmentation?): use test transforms.")
+    images = torch.stack(images) if images else torch.empty(0, 3, 32, 32)
     return Misclassified(images, labels[idx], pred[idx], conf[idx], loss[idx], idx)
 
 # %% ../nbs/03a_interpret.ipynb #bbde3043
