@@ -154,8 +154,7 @@ def _put_back(out: Path):  # after a killed --force run
     aside.rmdir()
     print(f"{out}: put back the old run (a --force run was killed before its first checkpoint).")
 
-def _recover(
-    out: Path):  # the lock sorts out what a killed --force run left, unless a run is writing
+def _recover(out: Path):  # the lock sorts out what a killed --force run left, unless a run is writing
     if (out/'.replaced').is_dir():
         with contextlib.suppress(FileExistsError), lock_run_folder(out): pass
 
@@ -163,7 +162,7 @@ def _recover(
 def lock_run_folder(out: Path):
     "Hold a lock on the run folder `out` while a run writes it; a second run into it is refused."
     if os.environ.get('RANK', '0') != '0': yield; return  # under torchrun, process 0 alone writes the folder
-    made = [p for p in (out.absolute(), *out.absolute().parents) if not p.exists()]  # innermost first
+    made = [p for p in (out.absolute(), *out.absolute().parents) if not p.exists()]
     out.mkdir(parents=True, exist_ok=True)
     lock, pid = filelock.FileLock(out/'.lock'), out/'.lock.pid'
     try: lock.acquire(timeout=0.5)  # a moment, for a run that opened the file just as the last one removed it
@@ -177,7 +176,7 @@ def lock_run_folder(out: Path):
         pid.unlink(missing_ok=True)
         with contextlib.suppress(OSError): (out/'.lock').unlink()  # while held: see the prose below
         lock.release()
-        for d in made:  # a run that failed before writing anything leaves no empty folder behind
+        for d in made:  # a run that wrote nothing leaves no empty folder
             if any(d.iterdir()): break
             d.rmdir()
 
@@ -194,7 +193,7 @@ def _starting(out: Path, force: bool, cfg: dict|None):
         atomic_write(out/'config.json', lambda tmp: Path(tmp).write_text(json.dumps(cfg, indent=1)))
     try: yield
     except BaseException:
-        if not (out/'checkpoint.pt').exists():  # failed before its first checkpoint: as if it never ran
+        if not (out/'checkpoint.pt').exists():  # as if it never ran
             if cfg is not None: (out/'config.json').unlink(missing_ok=True)
             for f in old: os.replace(aside/f, out/f)
         raise
@@ -275,10 +274,10 @@ def _train_run(cfg: dict, data: Cifar10, out: Path, device, resume: bool, force:
     opt = make_optimizer(model, cfg['optimizer'], 1.0 if find else cfg['lr'], cfg['momentum'],
                          cfg['nesterov'], cfg['weight_decay'], cfg['wd_on_bn_bias'])
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg['label_smoothing'])
-    check_scheduler(cfg['scheduler'], cfg['scheduler_kw'], cfg['epochs'] * len(train_dl))  # before any write
+    check_scheduler(cfg['scheduler'], cfg['scheduler_kw'], cfg['epochs'] * len(train_dl))
     with _starting(out, force, None if resume else cfg):
         if find and not resume:  # a resumed run restores its rate
-            one = train_dl if world == 1 else None  # several processes: process 0 makes one-process batches
+            one = train_dl if world == 1 else None
             _set_found_lr(model, one, data, opt, criterion, device, cfg, out)
         if cfg['resize_epochs']:  # after the range test, which sees 32-pixel images
             train_dl = ProgressiveResize(train_dl, cfg['resize_side'], cfg['resize_epochs'], device)
@@ -287,7 +286,7 @@ def _train_run(cfg: dict, data: Cifar10, out: Path, device, resume: bool, force:
         hist = fit(model, train_dl, test_dl, cfg['epochs'], opt, sched, criterion, cfg['precision'], out,
                    resume)
         tta_acc = evaluate(model, test_dl, None, device, cfg['precision'], tta=True)[1]
-        n_test = len(data.x_test[:cfg['limit']])  # all processes' test images
+        n_test = len(data.x_test[:cfg['limit']])
         if is_main(): _write_results(out, hist, cfg, device, tta_acc, train_dl, n_test, world)
         return hist
 
@@ -366,7 +365,7 @@ def estimate_epoch_seconds(
     opt = torch.optim.SGD(net.parameters(), lr=0.0)
     train_epoch(net, steps[:1], opt, device=device, precision=precision, desc='warm-up')
     t0 = time.perf_counter()
-    train_epoch(net, steps[1:], opt, device=device, precision=precision, desc='timing')  # waits for the end
+    train_epoch(net, steps[1:], opt, device=device, precision=precision, desc='timing')
     return (time.perf_counter() - t0) / (len(steps) - 1) * len(dl)
 
 def estimate_run_seconds(

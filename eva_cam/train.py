@@ -55,8 +55,7 @@ def train_step(
 
 def _device_for(model, device): return model_device(model) if device is None else get_device(device)
 
-def _check_finite(
-    loss, where, lr=None, classes=0):  # a uniform guess's loss is ln(classes)
+def _check_finite(loss, where, lr=None, classes=0):  # a uniform guess's loss is ln(classes)
     if not math.isfinite(loss) or (classes > 1 and loss > 100 * math.log(classes)):
         at = f" at learning rate {lr:.3g}" if lr is not None else ''
         raise FloatingPointError(f"The loss became {loss:.4g} {where}{at}: training diverged. "
@@ -91,7 +90,7 @@ def train_epoch(
             loss, (out,) = train_step(model, [(xb, yb)], optimizer, criterion, scaler, device, precision)
             if isinstance(scheduler, OneCycleLR): scheduler.step()
             total += loss * len(yb); correct += (out.argmax(1) == yb).sum(); n += len(yb)
-            if i % 10 == 0 or i == len(dl) - 1:  # each read waits for the GPU
+            if i % 10 == 0 or i == len(dl) - 1:
                 running = total.item() / n
                 lr = optimizer.param_groups[0]['lr']
                 _check_finite(running, f"in {desc}, batch {i+1}", lr, out.shape[1])
@@ -175,7 +174,7 @@ def plot_history(history: History, title: str|None = None) -> plt.Figure:
         ax.set(title=name, xlabel='epoch'); ax.grid(alpha=.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     if title: fig.suptitle(title)
-    fig.tight_layout(); plt.close(fig)  # closed: a notebook shows it once, as the cell's value
+    fig.tight_layout(); plt.close(fig)
     return fig
 
 # %% ../nbs/02_train.ipynb #1dd4dcdd
@@ -196,7 +195,7 @@ def make_optimizer(
     for key, value in (('lr', lr), ('momentum', momentum), ('weight_decay', weight_decay)):
         ok, expected = OPTIMIZER_RANGES[key]
         if not ok(value): raise ValueError(f"Bad {key}={value!r}: expected {expected}.")
-    lr, momentum, wd = float(lr), float(momentum), float(weight_decay)  # checkpoints store them
+    lr, momentum, wd = float(lr), float(momentum), float(weight_decay)
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{'params': params, 'weight_decay': wd}]
     if not wd_on_bn_bias and wd:
@@ -309,13 +308,13 @@ def _start(model, optimizer, scheduler, scaler, out, resume, precision, epochs) 
     device = model_device(model)
     _place(model, device)
     history, start = History(), 0
-    if resume:  # every process of a distributed run reads the checkpoint process 0 wrote
+    if resume:
         ckpt = load_checkpoint(out/'checkpoint.pt', model, optimizer, scheduler, scaler, restore_rng=True)
         history, start = History(**ckpt['history']), ckpt['epoch']
     if out is not None and is_main():
         out.mkdir(parents=True, exist_ok=True)
-        for t in out.glob('.*.tmp'): t.unlink()  # the temporary file of a run killed while it wrote one
-    if start < epochs:  # where the epochs from here on train, in the history and on the screen
+        for t in out.glob('.*.tmp'): t.unlink()  # left by a run killed while it wrote
+    if start < epochs:
         history.machines.append(dict(
             from_epoch=start + 1, device=str(device), device_name=device_name(device), processes=world_size(),
             precision=precision, cpu_has_bf16=cpu_has_bf16(),
@@ -348,7 +347,7 @@ def fit(
         try:
             train_loss, train_acc = train_epoch(step_model, train_dl, optimizer, criterion, device, precision,
                                                 scaler, scheduler, f'epoch {epoch+1}/{epochs}')
-            if is_distributed():  # every process now holds process 0's model, the one the checkpoint saves
+            if is_distributed():  # all processes hold process 0's model, which the checkpoint saves
                 for b in model.buffers(): dist.broadcast(b, 0)
             test_loss, test_acc = evaluate(model, test_dl, None, device, precision)
             _check_finite(test_loss, f"on the test set after epoch {epoch+1}")
