@@ -6,19 +6,17 @@
 from __future__ import annotations
 import contextlib, copy, datetime, itertools, json, os, platform, shutil, subprocess, time
 from pathlib import Path
-from typing import Callable
 
 import filelock
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from .core import PRECISIONS, atomic_write, cpu_has_bf16, device_name, get_device, is_distributed
+from .core import PRECISIONS, atomic_write, device_name, get_device, is_distributed
 from .core import is_int, is_main, is_number, resolve_precision, set_seed, unwrap, world_size
 from .augment import DeviceLoader, ProgressiveResize
-from .data import Cifar10, check_augment, check_limit, get_dataloaders, load_cifar10
+from .data import Cifar10, check_augment, check_limit, default_workers, get_dataloaders, load_cifar10
 from .lrfinder import lr_find_to_dir
 from .resnet import MODELS, make_model
 from .train import OPTIMIZER_RANGES, OPTIMIZERS, SCHEDULERS, History, check_scheduler, evaluate, fit
@@ -29,76 +27,68 @@ __all__ = ['RECIPES', 'REPORTED_ACCURACY', 'LR_FIND_RULES', 'RUN_FILES', 'get_re
            'train_run', 'run_model', 'estimate_epoch_seconds', 'estimate_run_seconds']
 
 # %% ../nbs/03b_run.ipynb #89be7848
-# Every key of a recipe: its unit, and where its value comes from ("usual": the common value for ResNet18 on
-# CIFAR-10, not tuned here). The runs named are records in bench/results/plan/.
+# Every key of a recipe, its unit and source ("usual": the common value for ResNet18 on CIFAR-10, not tuned)
 _BASE = dict(
-    model='resnet18',         # a name of MODELS (chapter 01): the write-ups' ResNet18
+    model='resnet18',         # a name of MODELS (chapter 01)
     epochs=20,                # passes over the 50,000 training images
     batch_size=128,           # images per step (usual; 256 and 512 gave fast no gain, bench/README.md)
-    tfms='standard',          # a name of TRANSFORMS (chapter 00): reflect-pad and crop, flip, cutout
-    optimizer='sgd',          # 'sgd', 'adam' or 'adamw'
-    lr=0.01,                  # the peak learning rate; or 'find': the range test of chapter 03 picks it
-    momentum=0.9,             # SGD's momentum (usual)
+    tfms='standard',          # a name of TRANSFORMS (chapter 00)
+    optimizer='sgd',          # one of OPTIMIZERS
+    lr=0.01,                  # the peak learning rate; 'find': chapter 03's range test picks it
+    momentum=0.9,             # SGD's (usual)
     nesterov=False,           # Nesterov momentum for SGD
-    weight_decay=0.0,         # L2 (SGD, Adam) or decoupled decay (AdamW)
-    wd_on_bn_bias=False,      # also decay BatchNorm weights and all biases (off: usual)
+    weight_decay=0.0,         # L2 (SGD, Adam) or decoupled (AdamW)
+    wd_on_bn_bias=False,      # also decay BatchNorm weights and biases (usual: off)
     scheduler='none',         # a name of SCHEDULERS (chapter 02)
-    scheduler_kw={},          # that schedule's settings, over SCHEDULERS' defaults
-    label_smoothing=0.0,      # the cross-entropy's label smoothing, in [0, 1)
+    scheduler_kw={},          # its settings, over SCHEDULERS' defaults
+    label_smoothing=0.0,      # of the cross-entropy, in [0, 1)
     precision='auto',         # one of PRECISIONS (chapter 00_core)
-    zero_init_residual=False, # start each block's last BatchNorm weight at 0 (Goyal et al., 2017)
+    zero_init_residual=False, # each block's last BatchNorm weight starts at 0 (Goyal et al., 2017)
     seed=0,                   # seeds the weights, the data order and the augmentation
-    lr_find_iter=100,         # steps of the range test when lr='find' (torch-lr-finder's default)
-    lr_find_rule='valley',    # which suggestion of the range test lr='find' trains with (LR_FIND_RULES)
-    cutout=16,                # side of the cutout hole in pixels, 0 for none (the S10 write-up's 16)
-    translate=4,              # 'standard': the most pixels an image moves each way (usual 4)
-    resize_side=32,           # the side of the first resize_epochs epochs' images (chapter 00a)
-    resize_epochs=0,          # how many epochs, from the first, train at resize_side (0: none)
+    lr_find_iter=100,         # range-test steps for lr='find' (torch-lr-finder's default)
+    lr_find_rule='valley',    # the suggestion lr='find' trains with (LR_FIND_RULES)
+    cutout=16,                # side of the cutout hole in pixels, 0: none (the S10 write-up's)
+    translate=4,              # the most pixels an image moves each way (usual)
+    resize_side=32,           # image side of the first resize_epochs epochs (chapter 00a)
+    resize_epochs=0,          # epochs, from the first, at resize_side
 )
 
 # %% ../nbs/03b_run.ipynb #574f1d12
-RECIPES = {
-    # Session 8: SGD 0.01 with a cosine schedule over 20 epochs; reported 83.61%, here 87.69%
-    # (s8-seed0.json)
+RECIPES = {  # reported: the write-up's test accuracy; here: ours (records in bench/results/plan/)
+    # Session 8: SGD 0.01, cosine, 20 epochs; reported 83.61%, here 87.69% (s8-seed0.json)
     's8': {**_BASE, 'epochs': 20, 'lr': 0.01, 'scheduler': 'cosine'},
-    # S9: Adam at 5e-4, cut to a third every 10 epochs, 24 epochs, flip only; reported 87.51%, here
-    # 85.78% (s9-seed0.json). Weight decay 1e-4 (usual), not the write-up's 0.2, which collapses Adam
-    # (s9-wd0.2-seed0.json)
+    # S9: Adam 5e-4, a third every 10 epochs, 24 epochs, flip; reported 87.51%, here 85.78% (s9-seed0.json).
+    # Weight decay 1e-4 (usual): the write-up's 0.2 collapses Adam (s9-wd0.2-seed0.json)
     's9': {**_BASE, 'epochs': 24, 'optimizer': 'adam', 'lr': 5e-4, 'weight_decay': 1e-4,
            'wd_on_bn_bias': True, 'scheduler': 'step', 'scheduler_kw': {'step_size': 10, 'gamma': 1/3},
            'tfms': 's9'},
-    # S10: SGD with momentum, the range test's rate, ReduceLROnPlateau, flip and cutout 16, 25 epochs,
-    # weight decay 0.002 (all the write-up's); reported 88.51%, here 86.39% (s10-seed0.json).
-    # 'lowest': the range test's lowest point, the write-up's order of magnitude (chapter 03)
+    # S10, all the write-up's: the range test's lowest point, ReduceLROnPlateau, flip, cutout 16, 25 epochs,
+    # weight decay 0.002; reported 88.51%, here 86.39% (s10-seed0.json)
     's10': {**_BASE, 'epochs': 25, 'lr': 'find', 'weight_decay': 2e-3, 'scheduler': 'plateau',
             'tfms': 's10', 'lr_find_rule': 'lowest'},
-    # eva_cam's own: one-cycle to 0.1 at 20% of the steps, Nesterov, weight decay 5e-4, label
-    # smoothing 0.1 (usual values), no cutout (it cost 1.9 points, bench/README.md); 89.44% after 15
-    # epochs, mean of 3 (fast15-seed*.json)
+    # ours (usual values): one-cycle to 0.1 at 20%, Nesterov, weight decay 5e-4, label smoothing 0.1, no
+    # cutout (it cost 1.9 points, bench/README.md); 89.44% after 15 epochs, mean of 3 (fast15-seed*.json)
     'fast': {**_BASE, 'epochs': 15, 'nesterov': True, 'weight_decay': 5e-4, 'lr': 0.1,
              'scheduler': 'onecycle', 'scheduler_kw': {'pct_start': 0.2}, 'label_smoothing': 0.1,
              'cutout': 0},
 }
-REPORTED_ACCURACY = {'s8': 0.8361, 's9': 0.8751, 's10': 0.8851, 'fast': None}  # as the authors reported it
+REPORTED_ACCURACY = {'s8': 0.8361, 's9': 0.8751, 's10': 0.8851, 'fast': None}
 LR_FIND_RULES = ('valley', 'steepest', 'minimum', 'lowest')  # the suggestions of chapter 03's range test
 
 # %% ../nbs/03b_run.ipynb #a30de34b
 _flag = (lambda v: isinstance(v, bool), 'True or False')
+_count = (lambda v: is_int(v, 1), 'a positive integer')
 _CHECKS = {  # key: (test of its value, what is expected)
-    'model': (lambda v: v in MODELS, f"one of {tuple(MODELS)}"),
-    'epochs': (lambda v: is_int(v, 1), 'a positive integer'),
-    'batch_size': (lambda v: is_int(v, 1), 'a positive integer'),
+    'model': (lambda v: v in MODELS, f"one of {tuple(MODELS)}"), 'epochs': _count, 'batch_size': _count,
     'optimizer': (lambda v: v in OPTIMIZERS, f"one of {OPTIMIZERS}"),
     'lr': (lambda v: v == 'find' or OPTIMIZER_RANGES['lr'][0](v), f"{OPTIMIZER_RANGES['lr'][1]} or 'find'"),
     'momentum': OPTIMIZER_RANGES['momentum'], 'weight_decay': OPTIMIZER_RANGES['weight_decay'],
     'scheduler': (lambda v: v in SCHEDULERS, f"one of {tuple(SCHEDULERS)}"),
     'nesterov': _flag, 'wd_on_bn_bias': _flag, 'zero_init_residual': _flag,
     'label_smoothing': (lambda v: is_number(v) and 0 <= v < 1, 'a number in [0, 1)'),
-    'precision': (lambda v: v in PRECISIONS, f"one of {PRECISIONS}"),
-    'seed': (is_int, 'an integer'),
-    'lr_find_iter': (lambda v: is_int(v, 1), 'a positive integer (steps of the LR range test)'),
-    'lr_find_rule': (lambda v: v in LR_FIND_RULES, f"one of {LR_FIND_RULES}"),
-    'resize_side': (lambda v: is_int(v, 8, 32), 'an integer from 8 to 32 pixels'),
+    'precision': (lambda v: v in PRECISIONS, f"one of {PRECISIONS}"), 'seed': (is_int, 'an integer'),
+    'lr_find_iter': _count, 'lr_find_rule': (lambda v: v in LR_FIND_RULES, f"one of {LR_FIND_RULES}"),
+    'resize_side': (lambda v: is_int(v, 8, 32), 'an integer from 8 to 32'),
     'resize_epochs': (lambda v: is_int(v, 0), 'an integer >= 0'),
 }
 
@@ -112,33 +102,33 @@ def _check_recipe(cfg: dict):
     except ValueError as e: raise ValueError(f"Bad recipe value scheduler_kw: {e}") from None
     if cfg['nesterov'] and cfg['optimizer'] == 'sgd' and cfg['momentum'] == 0:
         raise ValueError("Bad recipe value nesterov=True: expected False when momentum is 0.")
-    if cfg['epochs'] <= cfg['resize_epochs']:  # the last epochs must train at the test images' size
+    if cfg['epochs'] <= cfg['resize_epochs']:  # the last epochs train at the test images' size
         raise ValueError(f"Bad recipe value resize_epochs={cfg['resize_epochs']}: expected fewer than "
                          f"epochs={cfg['epochs']}.")
 
 # %% ../nbs/03b_run.ipynb #9b9e9df0
-def get_recipe(name: str = 'fast', # one of RECIPES
-               **overrides, # recipe keys to change, e.g. epochs=5
-              ) -> dict:
+def get_recipe(
+    name: str = 'fast', # one of RECIPES
+    **overrides, # recipe keys to change, e.g. epochs=5
+) -> dict:
     "A checked copy of the recipe `name`, with `overrides` applied."
     if name not in RECIPES: raise ValueError(f"Unknown recipe {name!r}: expected one of {tuple(RECIPES)}.")
     bad = set(overrides) - set(RECIPES[name])
     if bad: raise ValueError(f"Unknown recipe keys {sorted(bad)}: valid keys are {list(RECIPES[name])}.")
     cfg = {**RECIPES[name], **overrides}
     _check_recipe(cfg)
-    plain = lambda v: v.item() if isinstance(v, np.generic) else v
-    kw = {k: plain(v) for k, v in cfg['scheduler_kw'].items()}
-    return {**{k: plain(v) for k, v in cfg.items()}, 'scheduler_kw': kw}
+    plain = lambda d: {k: v.item() if isinstance(v, np.generic) else v for k, v in d.items()}
+    return {**plain(cfg), 'scheduler_kw': plain(cfg['scheduler_kw'])}
 
 # %% ../nbs/03b_run.ipynb #f2a7e66c
-def recipe_dataloaders(cfg: dict, # a recipe (`get_recipe`) or a run's config.json
-                       data: Cifar10,
-                       device: str|torch.device = 'cpu', # where batches go (pin_memory for CUDA)
-                       num_workers: int|None = None, # DataLoader workers; default `default_workers()`
-                       limit: int|None = None, # only the first `limit` images of each split
-                       rank: int = 0, world_size: int = 1, # this process, and the processes of the run
-                       on_device: bool = False, # training batches made on `device` by a `DeviceLoader`
-                      ) -> tuple:
+def recipe_dataloaders(
+    cfg: dict, # a recipe (`get_recipe`) or a run's config.json
+    data: Cifar10, device: str|torch.device = 'cpu',
+    num_workers: int|None = None, # default `default_workers()`
+    limit: int|None = None, # only the first `limit` images of each split
+    rank: int = 0, world_size: int = 1, # this process, and the run's processes
+    on_device: bool = False, # training batches made on `device` by a `DeviceLoader`
+) -> tuple:
     "The training and test loaders of the recipe `cfg` (the training loader carries its seed for `fit`)."
     if on_device and world_size > 1: raise ValueError(f"on_device=True is for one process, not {world_size}.")
     train_dl, test_dl = get_dataloaders(data, cfg['tfms'], cfg['batch_size'], num_workers=num_workers,
@@ -151,38 +141,50 @@ def recipe_dataloaders(cfg: dict, # a recipe (`get_recipe`) or a run's config.js
 
 # %% ../nbs/03b_run.ipynb #a6d98ffe
 RUN_FILES = ('config.json', 'checkpoint.pt', 'history.json', 'metrics.json', 'curves.png')
-_FOUND_LR_FILES = ('lr_find.json', 'lr_find.png')  # a run with lr='find' writes these too
+_LR_FILES = ('lr_find.json', 'lr_find.png')  # a run with lr='find' writes these too
+
+def _put_back(out: Path):  # after a killed --force run
+    aside, ckpt = out/'.replaced', out/'checkpoint.pt'
+    if not aside.is_dir(): return
+    if ckpt.exists() and ckpt.stat().st_mtime > aside.stat().st_mtime:
+        shutil.rmtree(aside)
+        return print(f"{out}: removed .replaced/, the run --force replaced (the new run has a checkpoint).")
+    for f in _LR_FILES: (out/f).unlink(missing_ok=True)  # the new run's range test
+    for f in aside.iterdir(): os.replace(f, out/f.name)
+    aside.rmdir()
+    print(f"{out}: put back the old run (a --force run was killed before its first checkpoint).")
+
+def _recover(out: Path):  # the lock sorts out what a killed --force run left, unless a run is writing
+    if (out/'.replaced').is_dir():
+        with contextlib.suppress(FileExistsError), lock_run_folder(out): pass
 
 @contextlib.contextmanager
 def lock_run_folder(out: Path):
     "Hold a lock on the run folder `out` while a run writes it; a second run into it is refused."
     if os.environ.get('RANK', '0') != '0': yield; return  # under torchrun, process 0 alone writes the folder
-    made = [p for p in (out.absolute(), *out.absolute().parents) if not p.exists()]  # innermost first
+    made = [p for p in (out.absolute(), *out.absolute().parents) if not p.exists()]
     out.mkdir(parents=True, exist_ok=True)
     lock, pid = filelock.FileLock(out/'.lock'), out/'.lock.pid'
     try: lock.acquire(timeout=0.5)  # a moment, for a run that opened the file just as the last one removed it
     except filelock.Timeout:
-        who = pid.read_text().strip() if pid.is_file() else 'unknown'
-        raise FileExistsError(f"{out} is being written by another eva_cam run (process {who}): wait for it "
-                              "to end, or choose another folder.") from None
+        raise FileExistsError(f"{out} is being written by another eva_cam run (process "
+                              f"{pid.read_text().strip() if pid.is_file() else '?'}).") from None
     try:
-        pid.write_text(str(os.getpid()))
+        pid.write_text(str(os.getpid())); _put_back(out)
         yield
     finally:
         pid.unlink(missing_ok=True)
         with contextlib.suppress(OSError): (out/'.lock').unlink()  # while held: see the prose below
         lock.release()
-        for d in made:  # a run that failed before writing anything leaves no empty folder behind
-            try:
-                if any(d.iterdir()): break
-                d.rmdir()
-            except OSError: break
+        for d in made:  # a run that wrote nothing leaves no empty folder
+            if any(d.iterdir()): break
+            d.rmdir()
 
 # %% ../nbs/03b_run.ipynb #d17058ac
 @contextlib.contextmanager
 def _starting(out: Path, force: bool, cfg: dict|None):
     "Write config.json (unless None); with `force` set the old run's files aside until the first checkpoint."
-    old = [f for f in RUN_FILES + _FOUND_LR_FILES if (out/f).exists()] if force and is_main() else []
+    old = [f for f in RUN_FILES + _LR_FILES if (out/f).exists()] if force and is_main() else []
     aside = out/'.replaced'
     if old:
         shutil.rmtree(aside, ignore_errors=True); aside.mkdir()
@@ -191,7 +193,7 @@ def _starting(out: Path, force: bool, cfg: dict|None):
         atomic_write(out/'config.json', lambda tmp: Path(tmp).write_text(json.dumps(cfg, indent=1)))
     try: yield
     except BaseException:
-        if not (out/'checkpoint.pt').exists():  # failed before its first checkpoint: as if it never ran
+        if not (out/'checkpoint.pt').exists():  # as if it never ran
             if cfg is not None: (out/'config.json').unlink(missing_ok=True)
             for f in old: os.replace(aside/f, out/f)
         raise
@@ -199,103 +201,84 @@ def _starting(out: Path, force: bool, cfg: dict|None):
         if old: shutil.rmtree(aside, ignore_errors=True)
 
 def _git_commit() -> str|None:
-    "The commit of eva_cam's git checkout, with '+changes' when tracked files differ; None if not one."
+    "The commit of eva_cam's git checkout, with '+changes' when tracked files differ; None outside one."
     import eva_cam
-    def git(*a): return subprocess.run(['git', *a], cwd=Path(eva_cam.__file__).parent, capture_output=True,
-                                       text=True, timeout=30)
-    try: r = git('rev-parse', 'HEAD')
+    try: r = subprocess.run(['git', 'describe', '--always', '--dirty=+changes', '--abbrev=40', '--exclude=*'],
+                            cwd=Path(eva_cam.__file__).parent, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError): return None
-    if r.returncode or not r.stdout.strip(): return None
-    try: changed = git('diff', '--quiet', 'HEAD', '--').returncode == 1
-    except (OSError, subprocess.SubprocessError): changed = False
-    return r.stdout.strip() + ('+changes' if changed else '')
+    return r.stdout.strip() or None if r.returncode == 0 else None
 
 # %% ../nbs/03b_run.ipynb #156e93b4
 def _check_run_folder(out: Path, resume: bool, force: bool):
-    "Refuse to overwrite a run folder, or to resume from one that has no checkpoint."
     if out.exists() and not out.is_dir(): raise NotADirectoryError(f"{out} is a file, not a folder.")
+    _recover(out)
     if resume and force: raise ValueError("Give resume=True or force=True (--resume or --force), not both.")
     if resume and not (out/'checkpoint.pt').exists():
         raise FileNotFoundError(f"Cannot resume: no checkpoint at {out/'checkpoint.pt'}.")
     if ((out/'checkpoint.pt').exists() or (out/'history.json').exists()) and not (resume or force):
-        raise FileExistsError(f"{out} already holds a run (checkpoint.pt or history.json). Pass resume=True "
-                              "(--resume) to continue it, force=True (--force) to replace it, or choose "
-                              "another folder.")
+        raise FileExistsError(f"{out} already holds a run: pass resume=True (--resume) to continue it, "
+                              "force=True (--force) to replace it, or choose another folder.")
 
 def _read_config(run: Path) -> dict:
-    "A run folder's config.json, or an error naming it."
     try: return json.loads((run/'config.json').read_text())
-    except FileNotFoundError: raise FileNotFoundError(f"No config.json in {run}: give a folder written by "
-                                                      "`eva_cam train`.") from None
+    except FileNotFoundError:
+        raise FileNotFoundError(f"No config.json in {run}: give a folder `eva_cam train` wrote.") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{run/'config.json'} is damaged: {e}") from e
+        raise ValueError(f"{run/'config.json'} is damaged: {e}") from None
 
 # %% ../nbs/03b_run.ipynb #6266f73d
-def _find_lr(model, train_dl, opt, criterion, device, cfg: dict, out: Path) -> float:
-    "The range test's suggestion by the recipe's rule, the test's plot and curve written into `out`."
-    res = lr_find_to_dir(model, train_dl, out, optimizer=opt, criterion=criterion, device=device,
-                         precision=cfg['precision'], num_iter=cfg['lr_find_iter'])
-    lr = res.suggestions.get(cfg['lr_find_rule'])
-    if lr is None:
-        raise ValueError(f"The LR range test found no learning rate to suggest (its loss diverged within "
-                         f"{len(res.lrs)} steps; see {out/'lr_find.png'}): give the recipe a number for lr.")
-    print(f"LR finder: training with lr {lr:.3g} (its {cfg['lr_find_rule']!r} suggestion)")
-    return lr
-
-def _set_found_lr(model, train_dl, data, opt, criterion, device, cfg: dict, out: Path, num_workers):
-    "Run the range test on process 0, with single-process batches, and give every process its rate."
-    lr, err = None, None
+def _set_found_lr(model, train_dl, data, opt, criterion, device, cfg, out):
+    "The range test on process 0 (one-process batches); every process trains at its suggestion."
+    lr, err, rule = None, None, cfg['lr_find_rule']
     if is_main():
-        if train_dl is None: train_dl = recipe_dataloaders(cfg, data, device, num_workers, cfg['limit'])[0]
-        try: lr = _find_lr(model, train_dl, opt, criterion, device, cfg, out)
+        try:
+            if train_dl is None:
+                train_dl = recipe_dataloaders(cfg, data, device, cfg['num_workers'], cfg['limit'])[0]
+            res = lr_find_to_dir(model, train_dl, out, optimizer=opt, criterion=criterion, device=device,
+                                 precision=cfg['precision'], num_iter=cfg['lr_find_iter'])
+            lr = res.suggestions.get(rule)
+            if lr is None: raise ValueError(f"The LR range test suggests no rate (its loss diverged: "
+                                            f"{out/'lr_find.png'}); give the recipe a number for lr.")
+            print(f"LR finder: training with lr {lr:.3g} (its {rule!r} suggestion)")
         except Exception as e: err = e  # tell the others first, so that none waits for ever
     if is_distributed(): box = [lr]; dist.broadcast_object_list(box, src=0); lr = box[0]
     if err is not None: raise err
-    if lr is None: raise RuntimeError("The LR finder failed on process 0 (its own error says why), so every "
-                                      "process stops.")
+    if lr is None: raise RuntimeError("The LR finder failed on process 0.")
     for g in opt.param_groups: g['lr'] = lr
 
 # %% ../nbs/03b_run.ipynb #8d8eb963
-def _write_results(out: Path, h: History, cfg: dict, device: torch.device, tta_acc: float, train_dl,
-                   n_test: int, processes: int):
+def _write_results(out: Path, h: History, cfg: dict, device, tta_acc: float, train_dl, n_test, processes):
     "metrics.json (the numbers a report quotes and how they were made) and curves.png."
     best = int(np.argmax(h.test_acc))
-    on_device = isinstance(getattr(train_dl, 'dl', train_dl), DeviceLoader)  # inside a ProgressiveResize too
-    how = 'on the device (augment_batch)' if on_device else 'Albumentations'
-    if cfg['resize_epochs']: how += f"; epochs 1-{cfg['resize_epochs']} resized to {cfg['resize_side']} px"
-    m = {'final_test_acc': h.test_acc[-1], 'best_test_acc': h.test_acc[best], 'best_epoch': best + 1,
-         'final_tta_acc': tta_acc, 'final_train_acc': h.train_acc[-1], 'epochs': len(h),
-         'total_seconds': sum(h.seconds), 'epoch_seconds': h.seconds, 'device': str(device),
-         'device_name': device_name(device), 'precision': resolve_precision(cfg['precision'], device),
-         'cpu_capability': torch.backends.cpu.get_cpu_capability(), 'cpu_has_bf16': cpu_has_bf16(),
-         'torch_version': torch.__version__, 'python_version': platform.python_version(),
-         'machines': h.machines, 'recipe': cfg['recipe'], 'config': cfg, 'data_source': cfg['data'],
-         'reported_acc': REPORTED_ACCURACY.get(cfg['recipe']), 'train_images': len(train_dl.dataset),
-         'test_images': n_test, 'processes': processes, 'augmentation': how,
-         'git_commit': _git_commit(),
-         'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}
+    m = dict(final_test_acc=h.test_acc[-1], best_test_acc=h.test_acc[best], best_epoch=best + 1,
+             final_tta_acc=tta_acc, epochs=len(h), total_seconds=sum(h.seconds), epoch_seconds=h.seconds,
+             device=str(device), device_name=device_name(device),
+             precision=resolve_precision(cfg['precision'], device), torch_version=torch.__version__,
+             python_version=platform.python_version(), machines=h.machines, recipe=cfg['recipe'], config=cfg,
+             data_source=cfg['data'], train_images=len(train_dl.dataset), test_images=n_test,
+             processes=processes, git_commit=_git_commit(),
+             date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'))
     atomic_write(out/'metrics.json', lambda tmp: Path(tmp).write_text(json.dumps(m, indent=1)))
     fig = plot_history(h, title=f"{cfg['recipe']} on {cfg['data']}")
     atomic_write(out/'curves.png', lambda tmp: fig.savefig(tmp, dpi=100, format='png', bbox_inches='tight'))
 
 # %% ../nbs/03b_run.ipynb #df6df182
-def _train_run(cfg: dict, data: Cifar10, out: Path, device: torch.device, resume: bool, force: bool,
-               num_workers, sync_bn: bool = False) -> History:
+def _train_run(cfg: dict, data: Cifar10, out: Path, device, resume: bool, force: bool, sync_bn: bool):
     "Build everything from a checked config, fit, and write the run folder (process 0 alone writes)."
     set_seed(cfg['seed'])  # the same first weights in every process
     model = make_model(cfg['model'], len(data.classes), cfg['zero_init_residual']).to(device)
     rank, world = (dist.get_rank(), dist.get_world_size()) if is_distributed() else (0, 1)
-    train_dl, test_dl = recipe_dataloaders(cfg, data, device, num_workers, cfg['limit'], rank, world,
+    train_dl, test_dl = recipe_dataloaders(cfg, data, device, cfg['num_workers'], cfg['limit'], rank, world,
                                            on_device=device.type == 'cuda' and world == 1)
     find = cfg['lr'] == 'find'
     opt = make_optimizer(model, cfg['optimizer'], 1.0 if find else cfg['lr'], cfg['momentum'],
                          cfg['nesterov'], cfg['weight_decay'], cfg['wd_on_bn_bias'])
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg['label_smoothing'])
-    check_scheduler(cfg['scheduler'], cfg['scheduler_kw'], cfg['epochs'] * len(train_dl))  # before any file
+    check_scheduler(cfg['scheduler'], cfg['scheduler_kw'], cfg['epochs'] * len(train_dl))
     with _starting(out, force, None if resume else cfg):
         if find and not resume:  # a resumed run restores its rate
-            one = train_dl if world == 1 else None  # several processes: process 0 makes one-process batches
-            _set_found_lr(model, one, data, opt, criterion, device, cfg, out, num_workers)
+            one = train_dl if world == 1 else None
+            _set_found_lr(model, one, data, opt, criterion, device, cfg, out)
         if cfg['resize_epochs']:  # after the range test, which sees 32-pixel images
             train_dl = ProgressiveResize(train_dl, cfg['resize_side'], cfg['resize_epochs'], device)
         if sync_bn and world > 1: model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -303,27 +286,27 @@ def _train_run(cfg: dict, data: Cifar10, out: Path, device: torch.device, resume
         hist = fit(model, train_dl, test_dl, cfg['epochs'], opt, sched, criterion, cfg['precision'], out,
                    resume)
         tta_acc = evaluate(model, test_dl, None, device, cfg['precision'], tta=True)[1]
-        n_test = len(data.x_test[:cfg['limit']])  # all processes' test images
+        n_test = len(data.x_test[:cfg['limit']])
         if is_main(): _write_results(out, hist, cfg, device, tta_acc, train_dl, n_test, world)
         return hist
 
 # %% ../nbs/03b_run.ipynb #efe097a0
-def train_run(recipe: str = 'fast', # one of RECIPES
-              data: str|Path|Cifar10 = 'auto', # 'auto', 'sample', a path (load_cifar10), or a Cifar10
-              out: str|Path|None = None, # the run folder; default runs/<recipe>
-              epochs: int|None = None, batch_size: int|None = None, # override the recipe's
-              lr: float|None = None, # override the recipe's (a number or 'find')
-              device: str|torch.device|None = None, # default: get_device()
-              resume: bool = False, # continue the run in `out` from its checkpoint.pt
-              force: bool = False, # replace the run already in `out`
-              limit: int|None = None, # train and test on only the first `limit` images of each split
-              num_workers: int|None = None, # DataLoader workers; default eva_cam.data.default_workers()
-              sync_bn: bool = False, # distributed runs on GPUs: BatchNorm statistics over the global batch
-              **overrides, # any other recipe key, e.g. scheduler='cosine', label_smoothing=0.0
-             ) -> History:
+def train_run(
+    recipe: str = 'fast', # one of RECIPES
+    data: str|Path|Cifar10 = 'auto', # 'auto', 'sample', a path, or a Cifar10
+    out: str|Path|None = None, # the run folder; default runs/<recipe>
+    epochs: int|None = None, batch_size: int|None = None, lr: float|None = None, # change the recipe's
+    device: str|torch.device|None = None, # default get_device()
+    resume: bool = False, # continue the run in `out`
+    force: bool = False, # replace the run in `out`
+    limit: int|None = None, # only the first `limit` images of each split
+    num_workers: int|None = None, # DataLoader workers; default `default_workers()`
+    sync_bn: bool = False, # GPUs, distributed: BatchNorm statistics over the global batch
+    **overrides, # other recipe keys, e.g. scheduler='cosine'
+) -> History:
     "Train a recipe end to end into the run folder `out`; returns the History."
     given = dict(epochs=epochs, batch_size=batch_size, lr=lr)
-    overrides = {**overrides, **{k: v for k, v in given.items() if v is not None}}
+    overrides.update({k: v for k, v in given.items() if v is not None})
     get_recipe(recipe, **overrides)
     dev, limit = get_device(device), check_limit(limit)
     if num_workers is not None and not is_int(num_workers, 0):
@@ -333,31 +316,37 @@ def train_run(recipe: str = 'fast', # one of RECIPES
     out = Path(out) if out is not None else Path('runs')/recipe
     _check_run_folder(out, resume, force)
     if world_size() > 1 and not is_distributed():
-        raise RuntimeError("Under torchrun, call train_run inside distributed_session (chapter 07), as "
-                           "`eva_cam train` does.")
+        raise RuntimeError("Under torchrun, call train_run inside distributed_session (chapter 07).")
     with lock_run_folder(out):
-        data = data if isinstance(data, Cifar10) else _load_in_turn(data)
-        cfg = {'recipe': recipe, **get_recipe(recipe, **overrides), 'data': data.source, 'limit': limit}
-        if resume:
-            old = _read_config(out)
-            diff = [f"{k}={old.get(k)!r} there, {cfg.get(k)!r} now" for k in sorted(set(cfg) | set(old))
-                    if cfg.get(k) != old.get(k)]
-            if diff: raise ValueError(f"Cannot resume {out}: it was made with other settings "
-                                      f"({', '.join(diff)}).")
-        return _train_run(cfg, data, out, dev, resume, force, num_workers, sync_bn)
+        if not is_distributed(): data = data if isinstance(data, Cifar10) else load_cifar10(data)
+        elif not isinstance(data, Cifar10):  # process 0 first (it may download), then the others
+            if is_main(): data = load_cifar10(data)
+            dist.barrier()
+            if not is_main(): data = load_cifar10(data)
+        cfg = {'recipe': recipe, **get_recipe(recipe, **overrides), 'data': data.source, 'limit': limit,
+               'num_workers': default_workers() if num_workers is None else num_workers}
+        if resume and _finished(out, cfg): return History.load(out/'history.json')
+        return _train_run(cfg, data, out, dev, resume, force, sync_bn)
 
-def _load_in_turn(source) -> Cifar10:
-    "`load_cifar10(source)`; in a distributed run process 0 first (it may download), then the others."
-    if not is_distributed(): return load_cifar10(source)
-    if is_main(): data = load_cifar10(source)
-    dist.barrier()
-    return data if is_main() else load_cifar10(source)
+def _finished(out: Path, cfg: dict) -> bool:
+    "Check a resume's settings against the run's, taking its worker count; True if it is finished."
+    old = _read_config(out); old.setdefault('num_workers', cfg['num_workers'])  # a run made before this
+    if old['num_workers'] != cfg['num_workers']:  # the augmentation's random draws depend on it
+        print(f"Resuming with num_workers={old['num_workers']}, as the run began, not {cfg['num_workers']}.")
+        cfg['num_workers'] = old['num_workers']
+    diff = [f"{k}={old.get(k)!r} there, {cfg.get(k)!r} now" for k in sorted(set(cfg) | set(old))
+            if cfg.get(k) != old.get(k)]
+    if diff: raise ValueError(f"Cannot resume {out}: it was made with other settings ({', '.join(diff)}).")
+    done = (out/'metrics.json').is_file() and len(History.load(out/'history.json')) >= cfg['epochs']
+    if done: print(f"{out} is finished ({cfg['epochs']} epochs): nothing trained, nothing rewritten.")
+    return done
 
 # %% ../nbs/03b_run.ipynb #e06e075f
-def run_model(run: str|Path, # a run folder written by `train_run`
-             ) -> tuple[nn.Module, dict]:
+def run_model(
+    run: str|Path, # a run folder written by `train_run`
+) -> tuple[nn.Module, dict]:
     "The trained model of a run folder (its last epoch, eval mode, CPU) and the run's config."
-    run = Path(run); cfg = _read_config(run)
+    run = Path(run); _recover(run); cfg = _read_config(run)
     if cfg.get('model') not in MODELS:
         raise ValueError(f"{run/'config.json'} names no model eva_cam builds (model={cfg.get('model')!r}).")
     model = make_model(cfg['model'])
@@ -365,34 +354,33 @@ def run_model(run: str|Path, # a run folder written by `train_run`
     return model.eval(), cfg
 
 # %% ../nbs/03b_run.ipynb #d6e5e52c
-def estimate_epoch_seconds(model: nn.Module, dl, device: str|torch.device|None = None,
-                           precision: str = 'auto', # one of PRECISIONS
-                           batches: int = 3, # training steps timed, after one more to warm up
-                          ) -> float:
+def estimate_epoch_seconds(
+    model: nn.Module, dl, device: str|torch.device|None = None, precision: str = 'auto',
+    batches: int = 3, # training steps timed, after one more to warm up
+) -> float:
     "Seconds one training epoch over `dl` takes here, from `batches` timed steps of a copy of `model`."
-    if not is_int(batches, 1): raise ValueError(f"batches must be a positive integer, got {batches!r}.")
     steps = list(itertools.islice(iter(dl), batches + 1))
     if len(steps) < 2: raise ValueError(f"The loader gave {len(steps)} batch(es): at least 2 are needed.")
     net = copy.deepcopy(unwrap(model))
     opt = torch.optim.SGD(net.parameters(), lr=0.0)
     train_epoch(net, steps[:1], opt, device=device, precision=precision, desc='warm-up')
     t0 = time.perf_counter()
-    train_epoch(net, steps[1:], opt, device=device, precision=precision, desc='timing')  # waits for the end
+    train_epoch(net, steps[1:], opt, device=device, precision=precision, desc='timing')
     return (time.perf_counter() - t0) / (len(steps) - 1) * len(dl)
 
-def estimate_run_seconds(cfg: dict, # a recipe (`get_recipe`): its model, epochs, precision and resize keys
-                         dl, # its training loader (`recipe_dataloaders`)
-                         device: str|torch.device|None = None, # where the run trains; None: `get_device()`
-                         batches: int = 3, # training steps timed per image size
-                         model: nn.Module|None = None, # the network timed; default a new `cfg['model']`
-                         epoch_seconds: Callable = estimate_epoch_seconds, # times one epoch
-                        ) -> float:
+def estimate_run_seconds(
+    cfg: dict, # a recipe (`get_recipe`)
+    dl, # its training loader (`recipe_dataloaders`)
+    device: str|torch.device|None = None, # default `get_device()`
+    batches: int = 3, # training steps timed per image size
+    model: nn.Module|None = None, # default a new `cfg['model']`
+    epoch_seconds=estimate_epoch_seconds, # times one epoch
+) -> float:
     "Seconds the training steps of a whole run of `cfg` over `dl` take here, each image size timed once."
     model, device = make_model(cfg['model']) if model is None else model, get_device(device)
     run_dl, secs = ProgressiveResize(dl, cfg['resize_side'], cfg['resize_epochs'], device), {}
     for epoch in range(cfg['epochs']):
-        side = run_dl.side_at(epoch)
-        if side not in secs:
+        if run_dl.side_at(epoch) not in secs:
             run_dl.set_epoch(epoch)
-            secs[side] = epoch_seconds(model, run_dl, device, cfg['precision'], batches)
+            secs[run_dl.side_at(epoch)] = epoch_seconds(model, run_dl, device, cfg['precision'], batches)
     return sum(secs[run_dl.side_at(e)] for e in range(cfg['epochs']))

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_train.ipynb #512e879b
 from __future__ import annotations
-import datetime, json, math, time
+import datetime, errno, io, json, math, shutil, time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,20 +28,19 @@ __all__ = ['OPTIMIZERS', 'OPTIMIZER_RANGES', 'SCHEDULERS', 'SCHEDULER_RANGES', '
            'load_checkpoint', 'fit']
 
 # %% ../nbs/02_train.ipynb #aa4418b7
-def _place(model: nn.Module, device: torch.device) -> nn.Module:
-    "`model` on `device`, in the channels_last layout on CUDA and CPUs."
+def _place(model, device):
     if device.type in ('cuda', 'cpu'): return model.to(device, memory_format=torch.channels_last)
     return model.to(device)
 
-def _to_device(xb: torch.Tensor, yb: torch.Tensor, device: torch.device):
-    "A batch on `device` (without waiting, from pinned memory), images in channels_last where the model is."
+def _to_device(xb, yb, device):
     xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
     if device.type in ('cuda', 'cpu'): xb = xb.contiguous(memory_format=torch.channels_last)
     return xb, yb
 
-def train_step(model: nn.Module, batches: list, # (inputs, targets) batches whose gradients add up in one step
-               optimizer: torch.optim.Optimizer, criterion, scaler: torch.amp.GradScaler,
-               device: torch.device, precision: str) -> tuple[torch.Tensor, list]:
+def train_step(
+    model: nn.Module, batches: list, # (inputs, targets) pairs whose gradients add up in one step
+    optimizer: torch.optim.Optimizer, criterion, scaler: torch.amp.GradScaler,
+    device: torch.device, precision: str) -> tuple[torch.Tensor, list]:
     "One optimizer step over `batches`: the mean of their losses (a tensor on `device`) and their outputs."
     optimizer.zero_grad(set_to_none=True)
     total, outs = torch.zeros((), device=device), []
@@ -54,34 +53,30 @@ def train_step(model: nn.Module, batches: list, # (inputs, targets) batches whos
     scaler.step(optimizer); scaler.update()
     return total, outs
 
-# %% ../nbs/02_train.ipynb #1712c5af
-def _device_for(model: nn.Module, device) -> torch.device:
-    "The device named (`get_device`), or for None the one `model` is on."
-    return model_device(model) if device is None else get_device(device)
+def _device_for(model, device): return model_device(model) if device is None else get_device(device)
 
-def _check_finite(loss: float, where: str, lr: float|None = None, num_classes: int = 0):
-    "Raise FloatingPointError for a loss that is not finite, or above 100 x a uniform guess's (2+ classes)."
-    at = f" at learning rate {lr:.3g}" if lr is not None else ''
-    if not math.isfinite(loss) or (num_classes > 1 and loss > 100 * math.log(num_classes)):
+def _check_finite(loss, where, lr=None, classes=0):  # a uniform guess's loss is ln(classes)
+    if not math.isfinite(loss) or (classes > 1 and loss > 100 * math.log(classes)):
+        at = f" at learning rate {lr:.3g}" if lr is not None else ''
         raise FloatingPointError(f"The loss became {loss:.4g} {where}{at}: training diverged. "
                                  "Try a lower learning rate, or precision='fp32'.")
 
-def _sum_over_ranks(values: list, device: torch.device) -> list:
-    "Each number summed over the processes of a distributed run (chapter 07); as they are in one process."
+def _sum_over_ranks(values, device):
     if not is_distributed(): return list(values)
     t = torch.tensor(values, dtype=torch.float64, device=device if dist.get_backend() == 'nccl' else 'cpu')
     dist.all_reduce(t)
     return t.tolist()
 
 # %% ../nbs/02_train.ipynb #943e4285
-def train_epoch(model: nn.Module, dl, optimizer: torch.optim.Optimizer,
-                criterion: nn.Module|None = None, # default nn.CrossEntropyLoss()
-                device: str|torch.device|None = None, # None: where the model is
-                precision: str = 'auto', # one of PRECISIONS
-                scaler: torch.amp.GradScaler|None = None, # default: grad_scaler(device, precision)
-                scheduler=None, # stepped after each batch if it is a OneCycleLR
-                desc: str = 'train', # the progress bar's label
-               ) -> tuple[float, float]:
+def train_epoch(
+    model: nn.Module, dl, optimizer: torch.optim.Optimizer,
+    criterion: nn.Module|None = None, # default nn.CrossEntropyLoss()
+    device: str|torch.device|None = None, # None: where the model is
+    precision: str = 'auto', # one of PRECISIONS
+    scaler: torch.amp.GradScaler|None = None, # default grad_scaler(device, precision)
+    scheduler=None, # stepped after each batch if a OneCycleLR
+    desc: str = 'train', # the progress bar's label
+) -> tuple[float, float]:
     "Train `model` for one pass over `dl`; returns the mean training loss and accuracy."
     device = _device_for(model, device); precision = resolve_precision(precision, device)
     criterion, scaler = criterion or nn.CrossEntropyLoss(), scaler or grad_scaler(device, precision)
@@ -106,9 +101,10 @@ def train_epoch(model: nn.Module, dl, optimizer: torch.optim.Optimizer,
     return total / n, correct / n
 
 # %% ../nbs/02_train.ipynb #b028998e
-def predict(model: nn.Module, dl, device: str|torch.device|None = None, precision: str = 'auto',
-            tta: bool = False, # also average each image's logits with its mirror image's
-           ) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(
+    model: nn.Module, dl, device: str|torch.device|None = None, precision: str = 'auto',
+    tta: bool = False, # also average each image's logits with its mirror image's
+) -> tuple[torch.Tensor, torch.Tensor]:
     "Logits `(N, classes)` (float32, on the CPU) and labels `(N,)` for every batch of `dl`."
     device = _device_for(model, device); precision = resolve_precision(precision, device)
     was_training = model.training
@@ -125,10 +121,11 @@ def predict(model: nn.Module, dl, device: str|torch.device|None = None, precisio
     finally: model.train(was_training)
     return torch.cat(logits), torch.cat(labels)
 
-def evaluate(model: nn.Module, dl, criterion: nn.Module|None = None, # default nn.CrossEntropyLoss()
-             device: str|torch.device|None = None, precision: str = 'auto', tta: bool = False,
-            ) -> tuple[float, float]:
-    "Mean loss and accuracy of `model` over `dl` (over every process's share of it in a distributed run)."
+def evaluate(
+    model: nn.Module, dl, criterion: nn.Module|None = None, # default nn.CrossEntropyLoss()
+    device: str|torch.device|None = None, precision: str = 'auto', tta: bool = False,
+) -> tuple[float, float]:
+    "Mean loss and accuracy of `model` over `dl` (over all processes' shares in a distributed run)."
     logits, labels = predict(model, dl, device, precision, tta)
     loss = (criterion or nn.CrossEntropyLoss())(logits, labels).item() if len(labels) else 0.0
     if not is_distributed(): return loss, (logits.argmax(1) == labels).float().mean().item()
@@ -158,56 +155,51 @@ class History:
     @classmethod
     def load(cls, path: str|Path) -> History:
         "Read a History written by `save`."
-        try: return cls(**json.loads(Path(path).read_text()))
-        except FileNotFoundError: raise FileNotFoundError(f"No history at {path}.") from None
-        except (json.JSONDecodeError, TypeError) as e:
-            raise ValueError(f"{path} is not a History file: {e}") from e
+        return cls(**json.loads(Path(path).read_text()))
 
 # %% ../nbs/02_train.ipynb #28be35ee
 def plot_history(history: History, title: str|None = None) -> plt.Figure:
     "Loss and accuracy per epoch, train and test on one axis each, and the learning rate when it changes."
-    h, ep = history, range(1, len(history) + 1)
-    lr_panel = len(set(h.lr)) > 1
-    fig, axs = plt.subplots(1, 3 if lr_panel else 2, figsize=(12 if lr_panel else 8.5, 3.5))
+    h, ep, lr_panel = history, range(1, len(history) + 1), len(set(history.lr)) > 1
+    fig, axs = plt.subplots(1, 2 + lr_panel, figsize=(12 if lr_panel else 8.5, 3.5))
     pct = lambda v: [100 * a for a in v]
-    for ax, name, tr, te in ((axs[0], 'loss', h.train_loss, h.test_loss),
-                             (axs[1], 'accuracy (%)', pct(h.train_acc), pct(h.test_acc))):
-        ax.plot(ep, tr, 'o-', ms=3, label='train'); ax.plot(ep, te, 'o-', ms=3, label='test')
-        ax.set(title=name, xlabel='epoch'); ax.legend(); ax.grid(alpha=.3)
+    for ax, tr, te in ((axs[0], h.train_loss, h.test_loss), (axs[1], pct(h.train_acc), pct(h.test_acc))):
+        ax.plot(ep, tr, 'o-', ms=3, label='train'); ax.plot(ep, te, 'o-', ms=3, label='test'); ax.legend()
     ys = [v for v in h.train_loss + h.test_loss if v > 0]
     if ys and max(ys) > 10 * min(ys): axs[0].set_yscale('log')
     if lr_panel:
-        axs[2].plot(ep, h.lr, 'o-', ms=3, color='C2'); axs[2].set(title='learning rate', xlabel='epoch')
+        axs[2].plot(ep, h.lr, 'o-', ms=3, color='C2')
         if min(h.lr) > 0: axs[2].set_yscale('log')
-        axs[2].grid(alpha=.3)
-    for ax in axs: ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    for ax, name in zip(axs, ('loss', 'accuracy (%)', 'learning rate')):
+        ax.set(title=name, xlabel='epoch'); ax.grid(alpha=.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     if title: fig.suptitle(title)
-    fig.tight_layout(); plt.close(fig)  # closed: a notebook shows it once, as the cell's value
+    fig.tight_layout(); plt.close(fig)
     return fig
 
 # %% ../nbs/02_train.ipynb #1dd4dcdd
 OPTIMIZERS = ('sgd', 'adam', 'adamw')
-OPTIMIZER_RANGES = {  # setting: (test of its value, what is expected); the recipes (chapter 03b) use it too
-    'lr': (lambda v: is_number(v) and v > 0, 'a positive finite number'),
-    'momentum': (lambda v: is_number(v) and 0 <= v < 1, 'a number in [0, 1)'),
-    'weight_decay': (lambda v: is_number(v) and v >= 0, 'a finite number >= 0'),
-}
+_POSITIVE = (lambda v: is_number(v) and v > 0, 'a positive finite number')
+_AT_LEAST_0 = (lambda v: is_number(v) and v >= 0, 'a finite number >= 0')
+OPTIMIZER_RANGES = {'lr': _POSITIVE, 'weight_decay': _AT_LEAST_0,  # setting: (test, what is expected)
+                    'momentum': (lambda v: is_number(v) and 0 <= v < 1, 'a number in [0, 1)')}
 
-def make_optimizer(model: nn.Module, name: str = 'sgd', # one of OPTIMIZERS
-                   lr: float = 0.01, momentum: float = 0.9, # momentum: SGD only
-                   nesterov: bool = False, weight_decay: float = 0.0,
-                   wd_on_bn_bias: bool = False, # also decay BatchNorm weights and biases (all 1-D parameters)
-                  ) -> torch.optim.Optimizer:
+def make_optimizer(
+    model: nn.Module, name: str = 'sgd', # one of OPTIMIZERS
+    lr: float = 0.01, momentum: float = 0.9, # momentum: SGD only
+    nesterov: bool = False, weight_decay: float = 0.0,
+    wd_on_bn_bias: bool = False, # also decay BatchNorm weights and biases (all 1-D parameters)
+) -> torch.optim.Optimizer:
     "A PyTorch optimizer by name, with no weight decay on BatchNorm and biases unless asked."
     if name not in OPTIMIZERS: raise ValueError(f"Unknown optimizer {name!r}: expected one of {OPTIMIZERS}.")
     for key, value in (('lr', lr), ('momentum', momentum), ('weight_decay', weight_decay)):
         ok, expected = OPTIMIZER_RANGES[key]
         if not ok(value): raise ValueError(f"Bad {key}={value!r}: expected {expected}.")
-    lr, momentum, weight_decay = float(lr), float(momentum), float(weight_decay)  # checkpoints store them
+    lr, momentum, wd = float(lr), float(momentum), float(weight_decay)
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{'params': params, 'weight_decay': weight_decay}]
-    if not wd_on_bn_bias and weight_decay:
-        groups = [{'params': [p for p in params if p.ndim > 1], 'weight_decay': weight_decay},
+    groups = [{'params': params, 'weight_decay': wd}]
+    if not wd_on_bn_bias and wd:
+        groups = [{'params': [p for p in params if p.ndim > 1], 'weight_decay': wd},
                   {'params': [p for p in params if p.ndim <= 1], 'weight_decay': 0.0}]
     if name == 'sgd': return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov)
     return (torch.optim.Adam if name == 'adam' else torch.optim.AdamW)(groups, lr=lr)
@@ -217,49 +209,41 @@ SCHEDULERS = {'none': {}, 'step': {'step_size': 10, 'gamma': 1/3}, 'plateau': {'
               'cosine': {'eta_min': 0.0},
               'onecycle': {'max_lr': None, 'pct_start': 0.3, 'div_factor': 25.0, 'final_div_factor': 1e4}}
 SCHEDULER_RANGES = {  # setting: (test of its value, what is expected)
-    'step_size': (lambda v: is_int(v, 1), 'a positive integer (epochs between cuts)'),
-    'gamma': (lambda v: is_number(v) and v > 0, 'a positive finite number (the factor of each cut)'),
-    'factor': (lambda v: is_number(v) and 0 < v < 1, 'a number in (0, 1) (the factor of each cut)'),
-    'patience': (lambda v: is_int(v, 0), 'an integer >= 0 (epochs without a better test loss before a cut)'),
-    'eta_min': (lambda v: is_number(v) and v >= 0, 'a finite number >= 0 (the last rate)'),
-    'max_lr': (lambda v: v is None or (is_number(v) and v > 0), "a positive number, or None for the lr"),
-    'pct_start': (lambda v: is_number(v) and 0 <= v < 1, 'a number in [0, 1) (the share that warms up)'),
-    'div_factor': (lambda v: is_number(v) and v > 0, 'a positive finite number (max_lr / the first rate)'),
-    'final_div_factor': (lambda v: is_number(v) and v > 0, 'a positive finite number (first rate / last)'),
-}
+    'step_size': (lambda v: is_int(v, 1), 'a positive integer'), 'gamma': _POSITIVE,
+    'factor': (lambda v: is_number(v) and 0 < v < 1, 'a number in (0, 1)'),
+    'patience': (lambda v: is_int(v, 0), 'an integer >= 0'), 'eta_min': _AT_LEAST_0,
+    'max_lr': (lambda v: v is None or _POSITIVE[0](v), 'a positive number, or None for the lr'),
+    'pct_start': OPTIMIZER_RANGES['momentum'], 'div_factor': _POSITIVE, 'final_div_factor': _POSITIVE}
 
-# %% ../nbs/02_train.ipynb #89b94e6f
-def check_scheduler(name: str, # one of SCHEDULERS
-                    kw: dict, # the schedule's settings
-                    steps: int|None = None, # the run's optimizer steps, for the one-cycle warm-up
-                   ):
+def check_scheduler(
+    name: str, # one of SCHEDULERS
+    kw: dict, # the schedule's settings
+    steps: int|None = None, # the run's optimizer steps, for the one-cycle warm-up
+):
     "Raise a ValueError naming the first bad value unless `name` is a schedule and `kw` good settings of it."
     if name not in SCHEDULERS:
         raise ValueError(f"Unknown scheduler {name!r}: expected one of {tuple(SCHEDULERS)}.")
-    if not isinstance(kw, dict): raise ValueError(f"Scheduler {name!r} takes a dict of settings, got {kw!r}.")
     bad = set(kw) - set(SCHEDULERS[name])
     if bad: raise ValueError(f"Unknown settings {sorted(bad)} for scheduler {name!r}: "
                              f"expected some of {list(SCHEDULERS[name])}.")
     for key, value in kw.items():
         ok, expected = SCHEDULER_RANGES[key]
         if not ok(value): raise ValueError(f"{key}={value!r} for scheduler {name!r}: expected {expected}.")
-    pct = float(kw.get('pct_start', SCHEDULERS['onecycle']['pct_start']))
-    if name == 'onecycle' and steps is not None and pct * steps == 1:  # OneCycleLR would divide 0 by 0
-        raise ValueError(f"pct_start={pct} for scheduler 'onecycle' with {steps} steps: the warm-up would be "
-                         "1 step, which OneCycleLR cannot make; change pct_start, or the number of steps.")
+    if name == 'onecycle' and steps is not None and float(kw.get('pct_start', 0.3)) * steps == 1:
+        raise ValueError(f"scheduler 'onecycle' with {steps} steps: the warm-up would be 1 step, which "
+                         "OneCycleLR cannot make (0/0); change pct_start.")
 
-def make_scheduler(optimizer: torch.optim.Optimizer, name: str = 'none', # one of SCHEDULERS
-                   epochs: int|None = None, # the run's length (cosine, onecycle)
-                   steps_per_epoch: int|None = None, # batches per epoch (onecycle)
-                   **kw, # the schedule's settings, as in the table above
-                  ):
+# %% ../nbs/02_train.ipynb #89b94e6f
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, name: str = 'none', # one of SCHEDULERS
+    epochs: int|None = None, # the run's length (cosine, onecycle)
+    steps_per_epoch: int|None = None, # batches per epoch (onecycle)
+    **kw, # the schedule's settings, as in the table above
+):
     "A PyTorch learning-rate scheduler by name (None for 'none'), its settings checked before it is made."
-    if name in ('cosine', 'onecycle') and not is_int(epochs, 1):
-        raise ValueError(f"Scheduler {name!r} needs epochs, the run's length (a positive integer), "
-                         f"got {epochs!r}.")
-    if name == 'onecycle' and not is_int(steps_per_epoch, 1):
-        raise ValueError(f"Scheduler 'onecycle' needs steps_per_epoch, a positive integer, "
-                         f"got {steps_per_epoch!r}.")
+    for key, v in (('epochs', epochs), ('steps_per_epoch', steps_per_epoch)):
+        if (name == 'onecycle' or (name, key) == ('cosine', 'epochs')) and not is_int(v, 1):
+            raise ValueError(f"Scheduler {name!r} needs {key}, a positive integer, got {v!r}.")
     check_scheduler(name, kw, int(epochs) * int(steps_per_epoch) if name == 'onecycle' else None)
     # Python numbers, as checkpoints store them (OneCycleLR also refuses a NumPy pct_start)
     kw = {k: v if v is None else int(v) if k in ('step_size', 'patience') else float(v)
@@ -272,122 +256,90 @@ def make_scheduler(optimizer: torch.optim.Optimizer, name: str = 'none', # one o
     return OneCycleLR(optimizer, total_steps=int(epochs) * int(steps_per_epoch), **kw)
 
 # %% ../nbs/02_train.ipynb #4272c18b
-def save_checkpoint(path: str|Path, model: nn.Module, optimizer=None, scheduler=None, scaler=None,
-                    epoch: int = 0, # number of finished epochs
-                    history: History|None = None):
+def save_checkpoint(
+    path: str|Path, model: nn.Module, optimizer=None, scheduler=None, scaler=None,
+    epoch: int = 0, # number of finished epochs
+    history: History|None = None):
     "Save everything needed to resume training, whole or not at all, loadable with `weights_only=True`."
     state = lambda o: o.state_dict() if o is not None else None
     ckpt = {'model': unwrap(model).state_dict(), 'optimizer': state(optimizer), 'scheduler': state(scheduler),
             'scheduler_type': type(scheduler).__name__ if scheduler is not None else None,
             'scaler': state(scaler), 'epoch': int(epoch), 'history': asdict(history or History()),
             'rng': rng_state()}
-    atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
+    path = Path(path)
+    try: atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
+    except (OSError, RuntimeError) as e:  # torch may say `[enforce fail at inline_container.cc]`
+        buf = io.BytesIO(); torch.save(ckpt, buf); mb = buf.tell() / 1e6
+        if getattr(e, 'errno', None) != errno.ENOSPC and shutil.disk_usage(path.parent).free > 2e6 * mb: raise
+        raise OSError(f"The disk is full: {path.name} in {path.parent} needs {mb:.0f} MB free "
+                      f"({2 * mb:.0f} MB while it replaces an older one).") from e
 
-def _read_checkpoint(path: Path) -> dict:
-    "A checkpoint file loaded with `weights_only=True`, or an error naming it."
+def load_checkpoint(
+    path: str|Path, model: nn.Module|None = None, optimizer=None, scheduler=None, scaler=None,
+    restore_rng: bool = False, # also restore the random-number generators (to resume)
+) -> dict:
+    "Read a checkpoint, check that it fits, load its states into the objects given, and return it."
+    path, model = Path(path), unwrap(model) if model is not None else None
     if not path.is_file(): raise FileNotFoundError(f"No checkpoint at {path}.")
     try: ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:
-        raise ValueError(f"Cannot read the checkpoint {path} (truncated, or not an eva_cam checkpoint): "
-                         f"{type(e).__name__}: {e}") from e
-    keys = {'model', 'optimizer', 'scheduler', 'epoch', 'history', 'rng'}
-    missing = keys - set(ckpt if isinstance(ckpt, dict) else {})
+    except Exception as e: raise ValueError(f"Cannot read the checkpoint {path}: {e}") from e
+    if not isinstance(ckpt, dict): ckpt = {}
+    missing = {'model', 'optimizer', 'scheduler', 'epoch', 'history', 'rng'} - set(ckpt)
     if missing: raise ValueError(f"{path} is not an eva_cam checkpoint: it has no {sorted(missing)}.")
-    return ckpt
-
-# %% ../nbs/02_train.ipynb #c604f5e4
-def _check_matches(path: Path, ckpt: dict, model, optimizer, scheduler):
-    "Raise a ValueError naming `path` if the checkpoint does not fit the objects it is to be loaded into."
-    if model is not None:
-        own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-        got = {k: tuple(v.shape) for k, v in ckpt['model'].items()}
-        diff = sorted(set(own) ^ set(got)) + sorted(k for k in set(own) & set(got) if own[k] != got[k])
-        if diff: raise ValueError(f"The checkpoint {path} does not match this model: {len(diff)} tensors "
-                                  f"differ in name or shape, e.g. {diff[:3]}.")
-    if optimizer is not None:
-        sizes = [len(g['params']) for g in (ckpt['optimizer'] or {'param_groups': []})['param_groups']]
-        if sizes != [len(g['params']) for g in optimizer.param_groups]:
-            raise ValueError(f"The checkpoint {path} was saved with another optimizer (groups {sizes}).")
-    if scheduler is not None and ckpt.get('scheduler_type') != type(scheduler).__name__:
-        raise ValueError(f"The checkpoint {path} holds a {ckpt.get('scheduler_type')} scheduler, "
-                         f"not a {type(scheduler).__name__}.")
-
-def load_checkpoint(path: str|Path, model: nn.Module|None = None, optimizer=None, scheduler=None, scaler=None,
-                    restore_rng: bool = False, # also restore the random-number generators (to resume)
-                   ) -> dict:
-    "Read a checkpoint, check that it fits, load its states into the objects given, and return it."
-    path = Path(path); ckpt = _read_checkpoint(path)
-    model = unwrap(model) if model is not None else None
-    _check_matches(path, ckpt, model, optimizer, scheduler)
+    if scheduler is not None and ckpt.get('scheduler_type') != type(scheduler).__name__:  # else no error
+        raise ValueError(f"The checkpoint {path} holds a {ckpt.get('scheduler_type')} scheduler, not a "
+                         f"{type(scheduler).__name__}.")
     for key, obj in dict(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler).items():
-        if obj is not None and ckpt.get(key) is not None:
-            obj.load_state_dict(ckpt[key])
+        if obj is None or ckpt.get(key) is None: continue
+        try: obj.load_state_dict(ckpt[key])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise ValueError(f"The checkpoint {path} does not fit this {key}: {e}") from e
     if restore_rng: set_rng_state(ckpt['rng'])
     return ckpt
 
 # %% ../nbs/02_train.ipynb #c9960b74
-def _sync_buffers(model: nn.Module):
-    "Copy process 0's buffers (BatchNorm statistics) to every process, so that all hold the same model."
-    if is_distributed():
-        for b in model.buffers(): dist.broadcast(b, 0)
-
-def _machine(device: torch.device, precision: str, from_epoch: int) -> dict:
-    "Where a run trains from epoch `from_epoch` (counting from 1) on."
-    return {'from_epoch': from_epoch, 'device': str(device), 'device_name': device_name(device),
-            'processes': world_size(), 'precision': precision, 'cpu_has_bf16': cpu_has_bf16(),
-            'cpu_capability': torch.backends.cpu.get_cpu_capability(),
-            'torch_version': str(torch.__version__),  # a plain str: weights_only loading refuses TorchVersion
-            'started': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}
-
-def _epoch_line(epoch: int, epochs: int, h: History) -> str:
-    "The line printed after `epoch` (counting from 1) of a run of `epochs`."
-    i = epoch - 1
-    return (f"epoch {epoch:3d}/{epochs}  train loss {h.train_loss[i]:.4f} acc {h.train_acc[i]:6.2%}  "
-            f"test loss {h.test_loss[i]:.4f} acc {h.test_acc[i]:6.2%}  "
-            f"lr {h.lr[i]:.2e}  {h.seconds[i]:.1f} s")
-
-# %% ../nbs/02_train.ipynb #cb38ddca
-def _check_fit(model: nn.Module, optimizer, epochs, out, resume: bool):
+def _start(model, optimizer, scheduler, scaler, out, resume, precision, epochs) -> tuple[History, int]:
+    "The history so far and the first epoch: restored from out/checkpoint.pt when resuming (RNG states too)."
     if not is_int(epochs, 1): raise ValueError(f"epochs must be a positive integer, got {epochs!r}.")
     if resume and out is None: raise ValueError("resume=True needs the run folder `out` with checkpoint.pt.")
     own = {id(p) for p in unwrap(model).parameters()}
     if any(id(p) not in own for g in optimizer.param_groups for p in g['params']):
-        raise ValueError("The optimizer updates tensors that are not this model's parameters: make it from "
-                         "this model, e.g. make_optimizer(model, ...).")
-
-def _start(model, optimizer, scheduler, scaler, out: Path|None, resume: bool, precision: str,
-           epochs: int) -> tuple[History, int]:
-    "The history so far and the first epoch: restored from out/checkpoint.pt when resuming (RNG states too)."
+        raise ValueError("The optimizer updates tensors that are not this model's parameters.")
     device = model_device(model)
     _place(model, device)
     history, start = History(), 0
-    if resume:  # every process of a distributed run reads the checkpoint process 0 wrote
+    if resume:
         ckpt = load_checkpoint(out/'checkpoint.pt', model, optimizer, scheduler, scaler, restore_rng=True)
         history, start = History(**ckpt['history']), ckpt['epoch']
     if out is not None and is_main():
         out.mkdir(parents=True, exist_ok=True)
-        for t in out.glob('.*.tmp'): t.unlink()  # the temporary file of a run killed while it wrote one
-    if start < epochs:  # where the epochs from here on train, in the history and on the screen
-        history.machines.append(_machine(device, precision, start + 1))
+        for t in out.glob('.*.tmp'): t.unlink()  # left by a run killed while it wrote
+    if start < epochs:
+        history.machines.append(dict(
+            from_epoch=start + 1, device=str(device), device_name=device_name(device), processes=world_size(),
+            precision=precision, cpu_has_bf16=cpu_has_bf16(),
+            cpu_capability=torch.backends.cpu.get_cpu_capability(),
+            torch_version=str(torch.__version__),  # a str: weights_only loading refuses a TorchVersion
+            started=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')))
         where = f"{device} ({device_name(device)}), {precision}"
         if is_main(): print(f"fit: epochs {start+1}-{epochs} on {where}")
     return history, start
 
 # %% ../nbs/02_train.ipynb #ce5aebcc
-def fit(model: nn.Module, train_dl, test_dl,
-        epochs: int, # total epochs of the run (a resumed run continues up to this number)
-        optimizer: torch.optim.Optimizer,
-        scheduler=None, # from `make_scheduler`
-        criterion: nn.Module|None = None, # the training loss; default nn.CrossEntropyLoss()
-        precision: str = 'auto', # one of PRECISIONS
-        out: str|Path|None = None, # folder for checkpoint.pt and history.json; None writes nothing
-        resume: bool = False, # continue from out/checkpoint.pt
-       ) -> History:
+def fit(
+    model: nn.Module, train_dl, test_dl,
+    epochs: int, # total epochs of the run (a resumed run continues up to this number)
+    optimizer: torch.optim.Optimizer,
+    scheduler=None, # from `make_scheduler`
+    criterion: nn.Module|None = None, # the training loss; default nn.CrossEntropyLoss()
+    precision: str = 'auto', # one of PRECISIONS
+    out: str|Path|None = None, # folder for checkpoint.pt and history.json; None writes nothing
+    resume: bool = False, # continue from out/checkpoint.pt
+) -> History:
     "Train `model` where it is for `epochs`, testing and checkpointing after each; returns the History."
-    _check_fit(model, optimizer, epochs, out, resume)
     device, out = model_device(model), Path(out) if out is not None else None
     precision = resolve_precision(precision, device); scaler = grad_scaler(device, precision)
-    history, start = _start(model, optimizer, scheduler, scaler, out, resume, precision, epochs)
+    h, start = _start(model, optimizer, scheduler, scaler, out, resume, precision, epochs)
     step_model = DistributedDataParallel(model) if is_distributed() else model  # averages gradients
     for epoch in range(start, epochs):
         reseed(train_dl, getattr(train_dl, 'seed', 0), epoch)
@@ -395,7 +347,8 @@ def fit(model: nn.Module, train_dl, test_dl,
         try:
             train_loss, train_acc = train_epoch(step_model, train_dl, optimizer, criterion, device, precision,
                                                 scaler, scheduler, f'epoch {epoch+1}/{epochs}')
-            _sync_buffers(model)  # every process now holds process 0's model, the one the checkpoint saves
+            if is_distributed():  # all processes hold process 0's model, which the checkpoint saves
+                for b in model.buffers(): dist.broadcast(b, 0)
             test_loss, test_acc = evaluate(model, test_dl, None, device, precision)
             _check_finite(test_loss, f"on the test set after epoch {epoch+1}")
         except FloatingPointError as e:
@@ -404,10 +357,12 @@ def fit(model: nn.Module, train_dl, test_dl,
                                      "is kept.") from e
         if isinstance(scheduler, ReduceLROnPlateau): scheduler.step(test_loss)
         elif scheduler is not None and not isinstance(scheduler, OneCycleLR): scheduler.step()
-        history.append(train_loss=train_loss, train_acc=train_acc, test_loss=test_loss, test_acc=test_acc,
-                       lr=lr, seconds=time.perf_counter() - t0)
-        if is_main(): print(_epoch_line(epoch + 1, epochs, history))
+        h.append(train_loss=train_loss, train_acc=train_acc, test_loss=test_loss, test_acc=test_acc, lr=lr,
+                 seconds=time.perf_counter() - t0)
+        if is_main(): print(f"epoch {epoch+1:3d}/{epochs}  train loss {train_loss:.4f} acc {train_acc:6.2%}  "
+                            f"test loss {test_loss:.4f} acc {test_acc:6.2%}  "
+                            f"lr {lr:.2e}  {h.seconds[-1]:.1f} s")
         if out is not None and is_main():
-            save_checkpoint(out/'checkpoint.pt', model, optimizer, scheduler, scaler, epoch + 1, history)
-            history.save(out/'history.json')
-    return history
+            save_checkpoint(out/'checkpoint.pt', model, optimizer, scheduler, scaler, epoch + 1, h)
+            h.save(out/'history.json')
+    return h
