@@ -11,10 +11,10 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from .core import is_int, is_number
+from .core import is_number
 
 # %% auto #0
-__all__ = ['TIMEOUT_S', 'torchrun_env', 'scale_lr', 'distributed_session']
+__all__ = ['TIMEOUT_S', 'torchrun_env', 'distributed_session']
 
 # %% ../nbs/07_distributed.ipynb #c142e55e
 def torchrun_env() -> dict|None:
@@ -25,16 +25,6 @@ def torchrun_env() -> dict|None:
     if not all(v.isdigit() for v in raw.values()) or int(raw['RANK']) >= int(raw['WORLD_SIZE']):
         raise ValueError(f"torchrun's variables must be integers with RANK < WORLD_SIZE, got {raw}.")
     return {n.lower(): int(v) for n, v in raw.items()}
-
-def scale_lr(lr: float, # the recipe's learning rate
-             batch_size: int, # the new global batch size
-             base_batch_size: int = 128, # the batch size `lr` was tuned for
-            ) -> float:
-    "The linear scaling rule (Goyal et al., 2017): `lr` times `batch_size / base_batch_size`."
-    if not (is_number(lr) and lr > 0 and is_int(batch_size, 1) and is_int(base_batch_size, 1)):
-        raise ValueError(f"lr={lr!r}, batch_size={batch_size!r}, base_batch_size={base_batch_size!r}: "
-                         f"expected a positive rate and positive integer batch sizes.")
-    return float(lr) * batch_size / base_batch_size
 
 # %% ../nbs/07_distributed.ipynb #6499713d
 TIMEOUT_S = 600  # default seconds a process waits for the others before it gives up

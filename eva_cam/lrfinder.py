@@ -22,7 +22,7 @@ from .train import train_step
 # %% auto #0
 __all__ = ['SUGGESTIONS', 'lr_schedule', 'smooth_losses', 'preserved_state', 'suggest_steepest', 'suggest_minimum',
            'suggest_lowest', 'suggest_valley', 'suggest_lrs', 'LRFindResult', 'lr_find', 'plot_lr_find',
-           'lr_find_to_dir']
+           'lr_find_to_dir', 'set_lr']
 
 # %% ../nbs/03_lrfinder.ipynb #97d83ffd
 def lr_schedule(start_lr: float, # the first step's rate, > 0
@@ -84,6 +84,9 @@ def _range_test(model, dl, opt, criterion, lrs, device, precision, progress) -> 
     for lr in tqdm(lrs, desc='lr_find', disable=not progress, leave=False):
         for g in opt.param_groups: g['lr'] = float(lr)
         raw.append(train_step(model, [next(batches)], opt, criterion, scaler, device, precision)[0].item())
+        if not math.isfinite(raw[0]):  # no curve to read: say why instead of returning one
+            raise ValueError(f"The loss is {raw[0]} at the first step (lr {lr:.1e}): check the images for NaN, "
+                             "the model's output and the criterion.")
         smoothed = smooth_losses(raw)[-1]
         best = min(best, smoothed)
         if not math.isfinite(smoothed) or smoothed - best > 4 * abs(best):  # 5 x the best, for any sign
@@ -216,3 +219,13 @@ def lr_find_to_dir(model: nn.Module, train_dl, out_dir: str|Path, # where lr_fin
     d = {k: _floats(v) if isinstance(v, np.ndarray) else v for k, v in vars(res).items()}
     atomic_write(out/'lr_find.json', lambda f: Path(f).write_text(json.dumps(d, indent=1, allow_nan=False)))
     return res
+
+# %% ../nbs/03_lrfinder.ipynb #05f21ca4
+def set_lr(optimizer: torch.optim.Optimizer, lr: float, # e.g. `lr_find(...).suggestion`
+          ) -> torch.optim.Optimizer:
+    "Put `lr` on every param group of `optimizer`, before a scheduler is made for it; return the optimizer."
+    if not (is_number(lr) and lr > 0): raise ValueError(f"lr must be a finite number > 0, got {lr!r}.")
+    if any('initial_lr' in g for g in optimizer.param_groups):
+        raise ValueError("The optimizer has a scheduler already: set the rate before creating the scheduler.")
+    for g in optimizer.param_groups: g['lr'] = float(lr)
+    return optimizer
