@@ -18,8 +18,8 @@ from .gradcam import *
 from .faithfulness import *
 from .explorer import *
 from .report import *
-from . import augment, core, data, explorer, faithfulness, gradcam, interpret, lrfinder, report
-from . import resnet, run, train
-_modules = (core, data, augment, resnet, train, lrfinder, interpret, run, gradcam, faithfulness, explorer,
-            report)
-__all__ = [n for m in _modules for n in m.__all__]
+import importlib as _importlib  # not `from eva_cam import gradcam`: that module would hide the function
+_modules = ('core', 'data', 'augment', 'resnet', 'train', 'lrfinder', 'interpret', 'run', 'gradcam', 'faithfulness',
+            'explorer', 'report')
+__all__ = [n for m in _modules
+           for n in _importlib.import_module(f'eva_cam.{m}').__all__]
