@@ -1,6 +1,6 @@
 """How long the README's main job takes on this machine, timed from outside.
 
-The main job is `eva_cam report --data sample`: train `fast` on the CIFAR-10 sample bundled in the package, explain
+The main job is `eva_cam report --data sample`: train `s8` (20 epochs) on the CIFAR-10 sample bundled in the package, explain
 its mistakes with Grad-CAM and write the report. The README quotes this record rather than a number typed by hand.
 
     python bench/main_job.py      # a few minutes on 2 cores; writes bench/results/main-job-cpu.json

@@ -140,7 +140,8 @@ def record(run: Path, spec: dict) -> dict:
     rec.update(finished=True, final_test_acc=m['final_test_acc'], final_test_acc_flip_tta=m['final_tta_acc'],
                final_raw_test_acc=m.get('final_raw_test_acc', m['final_test_acc']),  # an average's: its own
                best_test_acc=m['best_test_acc'], best_epoch=m['best_epoch'],
-               train_acc_per_epoch=h['train_acc'], lr_per_epoch=h['lr'], reported_acc=m.get('reported_acc'),
+               train_acc_per_epoch=h['train_acc'], lr_per_epoch=h['lr'],
+               reported_acc=REPORTED_ACCURACY.get(m['recipe']),
                recipe_as_run=m['config'],
                device=m['device'], device_name=m['device_name'], precision=m['precision'],
                processes=m.get('processes', 1), cpu_capability=m.get('cpu_capability'),

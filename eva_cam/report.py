@@ -80,7 +80,7 @@ def report_figures(run: str|Path, # a run folder written by `train_run`
     print(f"report: finding the mistakes in {len(test_dl.dataset):,} test images ({data.source})", flush=True)
     logits, labels = predict(model, test_dl, get_device(device))
     pred, stages, model = logits.argmax(1), stages_in(model), model.float()
-    mis = get_misclassified(model, test_dl, n, preds=(logits, labels))
+    mis = get_misclassified(model, test_dl, n, preds=(logits, labels), max_per_pair=2)
     print(f"report: Grad-CAM of {len(mis.pred)} mistakes", flush=True)
     figures = {'curves': plot_history(history, title=f"{metrics['recipe']}, {len(history)} epochs"),
                'misclassified': plot_misclassified(mis, CLASSES),

@@ -44,9 +44,11 @@ def test_wheel_installs_and_runs(tmp_path):
     out = run(exe, 'report', '--data', 'sample', '--epochs', '1', '--limit', '256', '--batch-size', '64', '--workers', '0',
               '--out', tmp_path/'report', cwd=tmp_path)
     m = json.loads((tmp_path/'report'/'run'/'metrics.json').read_text())
-    assert out.startswith("eva_cam report: training fast for 1 epoch on data 'sample'"), out  # the start line, before the training
-    assert f"1 epoch of fast, final test accuracy {m['final_test_acc']:.2%} on {m['test_images']:,} test images (sample)" in out, out
+    assert out.startswith("report: training s8 on sample into"), out  # Session 8's recipe, said before the training
+    assert f"acc {m['final_test_acc']:6.2%}" in out, out  # the last epoch line's test accuracy
+    assert all(f"report: {stage}" in out for stage in ('finding the mistakes', 'Grad-CAM', 'writing')), out
+    assert 'report written to' in out.splitlines()[-1], out
     page = (tmp_path/'report'/'report.html').read_text()
     assert page.count('<img alt=') == 4 and 'Session 8 report' in page
     # an installed copy is no git checkout, and the sample's accuracy is said not to compare with the write-ups'
-    assert 'not recorded (eva_cam was not run from a git checkout)' in page and 'shows that everything runs' in page
+    assert ', not recorded' in page and 'not how well it learns' in page
