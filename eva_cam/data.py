@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #1b5def59
 from __future__ import annotations
-import hashlib, io, os, pickle, random, tarfile, warnings
+import gc, hashlib, io, os, pickle, random, tarfile, warnings
 from dataclasses import dataclass
 from importlib.resources import files
 from itertools import islice
@@ -236,6 +236,7 @@ class CifarDataset(Dataset):
 # %% ../nbs/00_data.ipynb #3946b1e0
 def _seed_worker(worker_id: int):
     "Seed NumPy, `random` and the pipeline from torch's worker seed."
+    gc.freeze()  # objects inherited from the parent: their __del__ must not run in this process
     s = torch.initial_seed() % 2**32
     np.random.seed(s); random.seed(s)
     ds = torch.utils.data.get_worker_info().dataset  # a Subset (a test share) has none
