@@ -81,17 +81,20 @@ def _range_test(model, dl, opt, criterion, lrs, device, precision, progress) -> 
     "Train one step at each rate of `lrs` until the loss diverges: `(lrs, smoothed, raw, diverged)`."
     scaler, batches, raw, best = grad_scaler(device, precision), _forever(dl), [], math.inf
     model.train()
-    for lr in tqdm(lrs, desc='lr_find', disable=not progress, leave=False):
-        for g in opt.param_groups: g['lr'] = float(lr)
-        raw.append(train_step(model, [next(batches)], opt, criterion, scaler, device, precision)[0].item())
-        if not math.isfinite(raw[0]):  # no curve to read: say why instead of returning one
-            raise ValueError(f"The loss is {raw[0]} at the first step (lr {lr:.1e}): check the images for NaN, "
-                             "the model's output and the criterion.")
-        smoothed = smooth_losses(raw)[-1]
-        best = min(best, smoothed)
-        if not math.isfinite(smoothed) or smoothed - best > 4 * abs(best):  # 5 x the best, for any sign
-            return lrs[:len(raw)], smooth_losses(raw), np.array(raw), True
-    return lrs, smooth_losses(raw), np.array(raw), False
+    try:
+        for lr in tqdm(lrs, desc='lr_find', disable=not progress, leave=False):
+            for g in opt.param_groups: g['lr'] = float(lr)
+            loss = train_step(model, [next(batches)], opt, criterion, scaler, device, precision)[0]
+            raw.append(loss.item())
+            if not math.isfinite(raw[0]):  # no curve to read: say why instead of returning one
+                raise ValueError(f"The loss is {raw[0]} at the first step (lr {lr:.1e}): check the images "
+                                 "for NaN, the model's output and the criterion.")
+            smoothed = smooth_losses(raw)[-1]
+            best = min(best, smoothed)
+            if not math.isfinite(smoothed) or smoothed - best > 4 * abs(best):  # 5 x the best, for any sign
+                return lrs[:len(raw)], smooth_losses(raw), np.array(raw), True
+        return lrs, smooth_losses(raw), np.array(raw), False
+    finally: batches.close()  # the loader's worker processes end here, in this process
 
 # %% ../nbs/03_lrfinder.ipynb #14ebc9e3
 def _finite(lrs, losses) -> tuple:
