@@ -17,7 +17,7 @@ from .core import PRECISIONS, atomic_write, device_name, get_device, is_distribu
 from .core import is_int, is_main, is_number, resolve_precision, set_seed, unwrap, world_size
 from .augment import DeviceLoader, ProgressiveResize
 from .data import Cifar10, check_augment, check_limit, default_workers, get_dataloaders, load_cifar10
-from .lrfinder import lr_find_to_dir
+from .lrfinder import lr_find_to_dir, set_lr
 from .resnet import MODELS, make_model
 from .train import OPTIMIZER_RANGES, OPTIMIZERS, SCHEDULERS, History, check_scheduler, evaluate, fit
 from .train import load_checkpoint, make_optimizer, make_scheduler, plot_history, train_epoch
@@ -244,7 +244,7 @@ def _set_found_lr(model, train_dl, data, opt, criterion, device, cfg, out):
     if is_distributed(): box = [lr]; dist.broadcast_object_list(box, src=0); lr = box[0]
     if err is not None: raise err
     if lr is None: raise RuntimeError("The LR finder failed on process 0.")
-    for g in opt.param_groups: g['lr'] = lr
+    set_lr(opt, lr)
 
 # %% ../nbs/03b_run.ipynb #8d8eb963
 def _write_results(out: Path, h: History, cfg: dict, device, tta_acc: float, train_dl, n_test, processes):
