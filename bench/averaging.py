@@ -107,7 +107,7 @@ def lookahead_step(model: nn.Module, state: dict):
 
 def _machine(device: torch.device, precision: str) -> dict:
     "Where the run trained, as `fit` records it in History.machines."
-    return {'from_epoch': 1, 'device': str(device), 'device_name': device_name(device), 'processes': 1,
+    return {'from_epoch': 1, 'device': str(device), 'device_name': device_name(device),
             'precision': precision, 'cpu_has_bf16': cpu_has_bf16(),
             'cpu_capability': torch.backends.cpu.get_cpu_capability(),
             'torch_version': str(torch.__version__),
@@ -120,15 +120,14 @@ def _git_commit() -> str|None:
     return head + ('+changes' if git('diff', '--quiet', 'HEAD', '--').returncode else '') if head else None
 
 
-def fit_averaged(cfg: dict, kind: str, value, data: Cifar10, out: Path, device: torch.device,
-                 num_workers: int|None = None) -> tuple[History, list, float]:
+def fit_averaged(cfg: dict, kind: str, value, data: Cifar10, out: Path,
+                 device: torch.device) -> tuple[History, list, float]:
     "Train the recipe `cfg` with one average; returns its History, the trained weights' accuracies, flip TTA."
     set_seed(cfg['seed'])  # the first weights and batches of train_run: an average never changes the training
     cl = torch.channels_last if device.type in ('cuda', 'cpu') else torch.preserve_format  # as in fit
     model = make_model(cfg['model'], len(data.classes), cfg['zero_init_residual'])
     model = model.to(device, memory_format=cl)
-    train_dl, test_dl = recipe_dataloaders(cfg, data, device, num_workers, cfg['limit'],
-                                           on_device=device.type == 'cuda')
+    train_dl, test_dl = recipe_dataloaders(cfg, data, device, cfg['limit'])
     if cfg['resize_epochs']:
         train_dl = ProgressiveResize(train_dl, cfg['resize_side'], cfg['resize_epochs'], device)
     opt = make_optimizer(model, cfg['optimizer'], cfg['lr'], cfg['momentum'], cfg['nesterov'],
@@ -189,7 +188,7 @@ def _write_results(out: Path, h: History, raw: list, tta_acc: float, cfg: dict, 
          'python_version': platform.python_version(), 'machines': h.machines, 'recipe': cfg['recipe'],
          'config': cfg, 'data_source': data.source, 'reported_acc': REPORTED_ACCURACY.get(cfg['recipe']),
          'train_images': len(data.x_train[:cfg['limit']]),
-         'test_images': len(data.x_test[:cfg['limit']]), 'processes': 1,
+         'test_images': len(data.x_test[:cfg['limit']]),
          'augmentation': augmentation, 'git_commit': _git_commit(),
          'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}
     atomic_write(out/'metrics.json', lambda tmp: Path(tmp).write_text(json.dumps(m, indent=1)))
@@ -198,7 +197,7 @@ def _write_results(out: Path, h: History, raw: list, tta_acc: float, cfg: dict, 
 
 
 def train_averaged(recipe: str = 'fast', data: str|Path|Cifar10 = 'auto', out: str|Path|None = None,
-                   device: str|torch.device|None = None, limit: int|None = None, num_workers: int|None = None,
+                   device: str|torch.device|None = None, limit: int|None = None,
                    force: bool = False, **overrides) -> History:
     "Train `recipe` with the one average in `overrides` (ema, swa_epochs or lookahead) into the folder `out`."
     overrides = {k: v for k, v in overrides.items() if v is not None}  # as train_run: None keeps the recipe's
@@ -215,8 +214,8 @@ def train_averaged(recipe: str = 'fast', data: str|Path|Cifar10 = 'auto', out: s
                'limit': limit}
         atomic_write(out/'config.json', lambda tmp: Path(tmp).write_text(json.dumps(cfg, indent=1)))
         print(f"{recipe} with {kind}={value}: {cfg['epochs']} epochs on {dev} ({device_name(dev)}), {out}")
-        h, raw, tta_acc = fit_averaged(cfg, kind, value, data, out, dev, num_workers)
-        how = 'on the device (augment_batch)' if dev.type == 'cuda' else 'Albumentations'
+        h, raw, tta_acc = fit_averaged(cfg, kind, value, data, out, dev)
+        how = 'on the device (augment_batch)'
         if cfg['resize_epochs']:
             how += f"; epochs 1-{cfg['resize_epochs']} resized to {cfg['resize_side']} px"
         _write_results(out, h, raw, tta_acc, cfg, data, dev, how)
@@ -244,12 +243,11 @@ def main(argv=None):
     p.add_argument('--out', type=Path, help='the run folder (default: runs/RECIPE-KIND)')
     p.add_argument('--device', help='cuda, mps or cpu (default: the best available)')
     p.add_argument('--limit', type=int, help='only the first N images of each split')
-    p.add_argument('--workers', type=int, help="DataLoader workers (default: eva_cam's)")
     p.add_argument('--force', action='store_true', help='replace the run already in --out')
     a = p.parse_args(argv)
     if any('=' not in s for s in a.set): p.error(f"--set takes KEY=VALUE pairs, got {a.set}")
     extra = {k: _value(v) for k, v in (s.split('=', 1) for s in a.set)}
-    train_averaged(a.recipe, a.data, a.out, a.device, a.limit, a.workers, a.force, epochs=a.epochs,
+    train_averaged(a.recipe, a.data, a.out, a.device, a.limit, a.force, epochs=a.epochs,
                    seed=a.seed, ema=a.ema, swa_epochs=a.swa_epochs, lookahead=a.lookahead, **extra)
 
 

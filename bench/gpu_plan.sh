@@ -30,7 +30,7 @@ nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,nohead
 # the records so far, every 20 s: if the call is cut short (the session's device time), what finished still comes back
 (while sleep 20; do tar czf "$OUT/.r.tgz" bench/results/plan 2>/dev/null && mv "$OUT/.r.tgz" "$OUT/plan-results.tgz"; done) &
 timeout "${BUDGET_S:-500}" python3 bench/run_plan.py --data data/cifar10-jpeg.tar.gz --device "${DEVICE:-cuda}" --jobs "${JOBS:-10}" ${PLAN:+--plan $PLAN} \
-  --workers 2 --runs /tmp/eva_runs ${ONLY:+--only $ONLY} > "$OUT/plan.log" 2>&1
+  --runs /tmp/eva_runs ${ONLY:+--only $ONLY} > "$OUT/plan.log" 2>&1
 echo "run_plan exit $?"
 kill %1 %2 2>/dev/null; wait
 tr "\r" "\n" < "$OUT/plan.log" | grep -E "^epoch +[0-9]+/[0-9]+ +train|Error|Traceback|failed|^[a-z0-9.-]+-seed[0-9]+: " | tail -n 80

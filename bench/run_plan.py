@@ -145,7 +145,7 @@ def record(run: Path, spec: dict) -> dict:
                recipe_as_run=m['config'],
                device=m['device'], device_name=m['device_name'], precision=m['precision'],
                processes=m.get('processes', 1), cpu_capability=m.get('cpu_capability'),
-               cpu_has_bf16=m.get('cpu_has_bf16'), augmentation=m.get('augmentation', 'Albumentations'),
+               cpu_has_bf16=m.get('cpu_has_bf16'), augmentation=m.get('augmentation', 'on the device (augment_batch)'),
                torch_version=m['torch_version'], python_version=m['python_version'],
                data_source=m['data_source'], train_images=m['train_images'], test_images=m['test_images'],
                total_minutes=m['total_seconds'] / 60,
@@ -161,7 +161,7 @@ def write_json(path: Path, obj: dict):
     tmp.write_text(json.dumps(obj, indent=1) + '\n'); os.replace(tmp, path)
 
 
-def run_one(spec: dict, data, runs: Path, results: Path, device=None, num_workers=None) -> str:
+def run_one(spec: dict, data, runs: Path, results: Path, device=None) -> str:
     "Train (or resume, or skip) one run and write its record; returns what was done."
     rec_path, run = results/f"{spec['name']}.json", runs/spec['name']
     rec = json.loads(rec_path.read_text()) if rec_path.is_file() else None
@@ -174,7 +174,7 @@ def run_one(spec: dict, data, runs: Path, results: Path, device=None, num_worker
     averaged = any(k in spec['set'] for k in AVERAGES)  # bench/averaging.py: a stopped run starts again
     resume = (run/'checkpoint.pt').is_file() and not diff and not averaged
     kw = dict(data=data, out=run, epochs=spec['epochs'], batch_size=spec['batch_size'], device=device,
-              limit=spec['limit'], num_workers=num_workers, seed=spec['seed'], force=started and not resume,
+              limit=spec['limit'], seed=spec['seed'], force=started and not resume,
               **spec['set'])
     try:
         if averaged: train_averaged(spec['recipe'], **kw)
@@ -241,7 +241,6 @@ def main(argv=None):
     arg('--summary', ROOT/'bench'/'results'/'summary.md', 'the summary', type=Path)
     p.add_argument('--only', nargs='+', help='run only these settings or run names')
     p.add_argument('--device', default=None, help='cuda, mps or cpu (default: the best available)')
-    p.add_argument('--workers', type=int, help="DataLoader workers per run (default: eva_cam's)")
     arg('--jobs', 1, 'runs at once, each its own process (a GPU: several)', type=int)
     p.add_argument('--summary-only', action='store_true', help='train nothing: only rewrite the summary')
     a = p.parse_args(argv)
@@ -259,7 +258,7 @@ def main(argv=None):
             data = load_cifar10(a.data)  # decoded once for all the runs of this call
             for s in todo:
                 t0 = time.time()
-                done = run_one(s, data, a.runs, a.results, a.device, a.workers)
+                done = run_one(s, data, a.runs, a.results, a.device)
                 print(f"{s['name']}: {done} ({time.time() - t0:.0f} s)", flush=True)
     a.summary.parent.mkdir(parents=True, exist_ok=True)
     a.summary.write_text(summary(specs, a.results))
@@ -270,7 +269,6 @@ def _run_parallel(todo: list[dict], a):
     "Several runs at once, each in a process of its own (`--only NAME --jobs 1`); fails if any of them did."
     common = ['--plan', str(a.plan), '--data', a.data, '--runs', str(a.runs), '--results', str(a.results),
               '--summary', os.devnull] + (['--device', a.device] if a.device else [])
-    if a.workers is not None: common += ['--workers', str(a.workers)]
     waiting, running, failed = list(todo), [], []
     try:
         while waiting or running:

@@ -7,9 +7,8 @@ from eva_cam.run import train_run
 
 out = {}
 for recipe in ('fast', 's10'):
-    for workers in (0, 1):
-        with tempfile.TemporaryDirectory() as d:
-            h = train_run(recipe, data='sample', out=Path(d)/'run', epochs=2, num_workers=workers, device='cpu')
-        out[f'{recipe} workers={workers}'] = {k: getattr(h, k) for k in ('train_loss', 'train_acc', 'test_loss', 'test_acc', 'lr')}
+    with tempfile.TemporaryDirectory() as d:
+        h = train_run(recipe, data='sample', out=Path(d)/'run', epochs=2, device='cpu')
+    out[recipe] = {k: getattr(h, k) for k in ('train_loss', 'train_acc', 'test_loss', 'test_acc', 'lr')}
 Path(sys.argv[1]).write_text(json.dumps(out, indent=1))
 print(json.dumps(out, indent=1))

@@ -4,6 +4,8 @@ One run measures, for fp32 and bf16 autocast:
   - the model alone: a training step (forward, backward, SGD step) on a synthetic batch;
   - the full pipeline: decoded uint8 images -> Albumentations ('standard') -> DataLoader -> eva_cam.train.train_epoch
     (the loop fit uses: the same step, plus its progress bar and loss checks);
+  - the batched pipeline: the same images and transforms, drawn per batch in the training process by
+    eva_cam.augment.DeviceLoader (what a recipe run uses), -> train_epoch;
   - evaluation (forward only, inference_mode) on a synthetic batch;
 and the bf16 matrix-multiply peak of this CPU (a large torch.matmul), to say what fraction of it training reaches.
 FLOPs per image are counted with torch.utils.flop_counter (2 FLOPs per multiply-add, like the matmul peak).
@@ -27,6 +29,7 @@ from eva_cam.resnet import ResNet18
 from eva_cam.core import autocast, cpu_has_bf16
 from eva_cam.core import device_name
 from eva_cam.train import train_epoch
+from eva_cam.augment import DeviceLoader
 
 CPU = torch.device('cpu')
 
@@ -79,6 +82,19 @@ def pipeline_train_speed(data, precision: str, bs: int, steps: int, num_workers:
     return len(dl.dataset) / (time.perf_counter() - t)
 
 
+def batched_train_speed(data, precision: str, bs: int, steps: int, warmup: int = 2) -> float:
+    "Images/s of `train_epoch` fed by a CPU `DeviceLoader` (the same transforms, a batch at a time)."
+    torch.manual_seed(0)
+    model = ResNet18(); opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loader = lambda n: DeviceLoader(get_dataloaders(data, 'standard', batch_size=bs, num_workers=0,
+                                                    limit=bs * n)[0].dataset, 'standard', bs, device=CPU)
+    train_epoch(model, loader(warmup), opt, device=CPU, precision=precision, desc='warm-up')
+    dl = loader(steps)
+    t = time.perf_counter()
+    train_epoch(model, dl, opt, device=CPU, precision=precision, desc=f'batched {precision}')
+    return len(dl.x) / (time.perf_counter() - t)
+
+
 def loader_speed(data, bs: int, batches: int, num_workers: int) -> float:
     "Images/s of the DataLoader alone (decode-free: uint8 array -> Albumentations -> tensors)."
     dl, _ = get_dataloaders(data, 'standard', batch_size=bs, num_workers=num_workers, limit=bs * batches)
@@ -121,19 +137,22 @@ def main():
     for prec in ('fp32', 'bf16'):
         r = {'model_train': model_train_speed(prec, a.bs, a.steps),
              'pipeline_train': pipeline_train_speed(data, prec, a.bs, a.steps, nw),
+             'batched_train': batched_train_speed(data, prec, a.bs, a.steps),
              'eval': eval_speed(prec, 2 * a.bs, a.steps)}
         r['pipeline_over_model'] = r['pipeline_train'] / r['model_train']
+        r['batched_over_model'] = r['batched_train'] / r['model_train']
         r['eval_over_train'] = r['eval'] / r['model_train']
         r['train_flops_per_s'] = r['model_train'] * res['flops_train_per_image']
         r['fraction_of_bf16_matmul_peak'] = r['train_flops_per_s'] / res['matmul_peak_flops']['bf16']
         res[prec] = r
         print(f"{prec}: model {r['model_train']:.1f} img/s, pipeline {r['pipeline_train']:.1f} img/s "
-              f"(x{r['pipeline_over_model']:.2f}), eval {r['eval']:.1f} img/s (x{r['eval_over_train']:.1f} train), "
+              f"(x{r['pipeline_over_model']:.2f}), batched {r['batched_train']:.1f} img/s "
+              f"(x{r['batched_over_model']:.2f}), eval {r['eval']:.1f} img/s (x{r['eval_over_train']:.1f} train), "
               f"{r['train_flops_per_s']/1e9:.0f} GFLOP/s = {r['fraction_of_bf16_matmul_peak']:.1%} of the bf16 matmul peak")
-    res['bf16_over_fp32'] = {k: res['bf16'][k] / res['fp32'][k] for k in ('model_train', 'pipeline_train', 'eval')}
+    res['bf16_over_fp32'] = {k: res['bf16'][k] / res['fp32'][k] for k in ('model_train', 'pipeline_train', 'batched_train', 'eval')}
     print("bf16/fp32: " + ", ".join(f"{k} x{v:.2f}" for k, v in res['bf16_over_fp32'].items()))
-    epoch_s = 50_000 / res['bf16']['pipeline_train']
-    print(f"one epoch of 50,000 images in bf16 through the pipeline: about {epoch_s/60:.0f} minutes")
+    epoch_s = 50_000 / max(res['bf16']['pipeline_train'], res['bf16']['batched_train'])
+    print(f"one epoch of 50,000 images in bf16 through the faster pipeline: about {epoch_s/60:.0f} minutes")
     res.update(batch_size=a.bs, steps=a.steps, matmul_n=a.matmul_n, loader_workers=nw, data_source=data.source, cpu=device_name(CPU),
                cpu_capability=torch.backends.cpu.get_cpu_capability(), cpu_has_bf16=cpu_has_bf16(),
                cores=os.cpu_count(), threads=torch.get_num_threads(), torch_version=torch.__version__,

@@ -41,22 +41,16 @@ def parse_setting(v: str) -> tuple[str, object]:
 # %% ../nbs/06_cli.ipynb #76432ceb
 def _cmd_train(a) -> int:
     "Train a recipe into the run folder `a.out`."
-    from eva_cam.core import get_device, is_main, world_size
     from eva_cam.run import train_run
     kw = dict(a.set)
     for k in sorted(kw.keys() & {'epochs', 'batch_size', 'lr'}):
         raise ValueError(f"--set {k}=: give {k} with --{k.replace('_', '-')} instead.")
     if not isinstance(n := kw.get('lr_find_iter', 20), int) or n < 20:  # before the data loads
         raise ValueError(f"--set lr_find_iter={n!r}: expected an integer >= 20.")
-    session = contextlib.nullcontext(get_device(a.device))
-    if world_size() > 1:  # started by torchrun: join the other processes (chapter 07)
-        from eva_cam.distributed import distributed_session
-        session = distributed_session(get_device(a.device), a.out)
-    with session as dev:
-        h = train_run(a.recipe, a.data, a.out, a.epochs, a.batch_size, a.lr, dev, a.resume, a.force, a.limit,
-                      a.workers, a.sync_bn, **kw)
-    if is_main(): print(f"{len(h)} epochs, final test accuracy {h.test_acc[-1]:.2%},",
-                        f"best {max(h.test_acc):.2%}; run files in {a.out}")
+    h = train_run(a.recipe, a.data, a.out, a.epochs, a.batch_size, a.lr, a.device, a.resume, a.force, a.limit,
+                  **kw)
+    print(f"{len(h)} epochs, final test accuracy {h.test_acc[-1]:.2%}, best {max(h.test_acc):.2%};",
+          f"run files in {a.out}")
     return 0
 
 # %% ../nbs/06_cli.ipynb #deb6d0d6
@@ -72,7 +66,7 @@ def _cmd_lr_find(a) -> int:
     if out.is_file(): raise NotADirectoryError(f"--out {out} is a file, not a folder.")
     out.mkdir(parents=True, exist_ok=True)  # before the work
     dev = get_device(a.device)
-    train_dl = recipe_dataloaders(cfg, load_cifar10(a.data), dev, a.workers, a.limit)[0]
+    train_dl = recipe_dataloaders(cfg, load_cifar10(a.data), dev, a.limit)[0]
     model = make_model(cfg['model'], zero_init_residual=cfg['zero_init_residual'])
     res = lr_find_to_dir(model, train_dl, out, start_lr=a.start_lr, end_lr=a.end_lr, num_iter=a.num_iter,
                          device=dev, precision=cfg['precision'])
@@ -102,8 +96,7 @@ def _cmd_cam(a) -> int:
 def _cmd_report(a) -> int:
     "Train (unless `--run` is given) and write the Session 8 report."
     from eva_cam.report import make_report
-    path = make_report(a.out, a.run, a.data, a.recipe, a.epochs, a.batch_size, a.device, a.limit, a.workers,
-                       a.force)
+    path = make_report(a.out, a.run, a.data, a.recipe, a.epochs, a.batch_size, a.device, a.limit, a.force)
     print(f"report written to {path}")
     return 0
 
@@ -117,7 +110,6 @@ def _parser(sub, name: str, help: str, func, recipe: str = 'fast', out: str = ''
     p.add_argument('--data', default='auto', help="auto, sample, download or a CIFAR-10 folder")
     p.add_argument('--device', help="cuda, mps or cpu (default: the best there is)")
     p.add_argument('--limit', type=_int(1), help="only the first N train and test images")
-    p.add_argument('--workers', type=_int(0), help="DataLoader processes")
     p.add_argument('--batch-size', type=_int(1))
     p.add_argument('--out', required=True, type=_folder, help=out)
     if name != 'lr-find':
@@ -135,7 +127,6 @@ def make_parser() -> argparse.ArgumentParser:
     t = _parser(sub, 'train', 'train a recipe into a run folder', _cmd_train, out='the run folder')
     t.add_argument('--lr', type=lambda v: _number(v, True), help="a number or 'find'")
     t.add_argument('--resume', action='store_true', help='continue the run in --out')
-    t.add_argument('--sync-bn', action='store_true', help='torchrun on GPUs: BatchNorm over all processes')
     t.add_argument('--set', type=parse_setting, action='append', default=[], metavar='KEY=VALUE',
                    help="any other recipe key, e.g. --set label_smoothing=0.2 (repeatable)")
     f = _parser(sub, 'lr-find', "run a recipe's LR range test", _cmd_lr_find, out='for lr_find.png and .json')
@@ -160,7 +151,7 @@ def main(argv: list[str]|None = None) -> int:
     "Entry point of the `eva_cam` console script."
     argv = sys.argv[1:] if argv is None else list(argv)
     a, t0 = make_parser().parse_args(argv), time.time()
-    out = None if a.command == 'cam' or os.environ.get('RANK', '0') != '0' else Path(a.out).absolute()
+    out = None if a.command == 'cam' else Path(a.out).absolute()
     made = next((d for d in reversed([out, *out.parents]) if not d.exists()), None) if out else None
     try: return a.func(a)
     except (Exception, KeyboardInterrupt) as e:  # a folder made here goes, unless it holds a run
@@ -191,4 +182,4 @@ def _after_stop(a, argv: list, t0: float, crashed: bool = False) -> str:
     go = f"`eva_cam {shlex.join(['train', *rest, '--out', str(run), '--resume'])}`"
     return f"{run} keeps its last epoch: continue with {go}" + f", then {report}" * (cmd == 'report') + '.'
 
-if __name__ == '__main__' and '__file__' in globals(): sys.exit(main())  # `python -m eva_cam.cli` (torchrun)
+if __name__ == '__main__' and '__file__' in globals(): sys.exit(main())  # `python -m eva_cam.cli`

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torch.utils.data import DataLoader, Dataset
 
 from .core import is_int
 
@@ -239,14 +239,12 @@ def _seed_worker(worker_id: int):
     gc.freeze()  # objects inherited from the parent: their __del__ must not run in this process
     s = torch.initial_seed() % 2**32
     np.random.seed(s); random.seed(s)
-    ds = torch.utils.data.get_worker_info().dataset  # a Subset (a test share) has none
-    if hasattr(ds, 'tfm'): ds.tfm.set_random_seed(s)
+    torch.utils.data.get_worker_info().dataset.tfm.set_random_seed(s)
 
 def reseed(dl, # a DataLoader, DeviceLoader or ProgressiveResize (chapter 00a)
            seed: int, epoch: int = 0):
     "Make the next pass over `dl` depend only on `(seed, epoch)`: shuffle order and augmentation."
-    s = seed * 1000 + epoch + 10**6 * getattr(dl.sampler, 'rank', 0)  # each process augments differently
-    if isinstance(dl.sampler, DistributedSampler): dl.sampler.set_epoch(epoch)  # one shuffle for all
+    s = seed * 1000 + epoch
     if dl.generator is not None: dl.generator.manual_seed(s)
     if dl.num_workers == 0 and hasattr(dl.dataset, 'tfm'): dl.dataset.tfm.set_random_seed(s)
     if hasattr(dl, 'set_epoch'): dl.set_epoch(epoch)  # ProgressiveResize (chapter 00a)
@@ -282,18 +280,15 @@ def get_dataloaders(
     seed: int = 0, # seeds shuffling and augmentation
     device: str|torch.device = 'cpu', # pin_memory for CUDA
     limit: int|None = None, # only the first `limit` images of each split
-    rank: int = 0, world_size: int = 1, # this process, and all of a distributed run
     cutout: int = 16, translate: int = 4, # as in `get_transforms`
     test_tfms: A.Compose|None = None, # the test pipeline; default: Normalize, ToTensorV2
 ) -> tuple[DataLoader, DataLoader]:
-    "Training (shuffled, augmented) and test DataLoaders for `data`: this process's share."
-    own, ws = isinstance(tfms, (A.BaseCompose, A.BasicTransform)), world_size
+    "Training (shuffled, augmented) and test DataLoaders for `data`."
+    own = isinstance(tfms, (A.BaseCompose, A.BasicTransform))
     _check(('tfms', tfms, own or tfms in TRANSFORMS, f"one of {TRANSFORMS} or an Albumentations pipeline"),
            ('batch_size', batch_size, is_int(batch_size, 1), 'a positive integer'),
            ('num_workers', num_workers, is_int(num_workers or 0, 0), 'an integer >= 0 (--workers)'),
            ('seed', seed, is_int(seed, 0, 2**32 - 1), 'an integer from 0 to 2**32 - 1, as NumPy takes'))
-    _check((f'rank={rank}, world_size', ws, is_int(ws, 1) and is_int(rank, 0, ws - 1) and not batch_size % ws,
-            '0 <= rank < world_size, and batch_size a multiple of world_size'))
     check_limit(limit)
     train_tfm, test_tfm = get_transforms('none' if own else tfms, cutout=cutout, translate=translate)
     if isinstance(data, (tuple, list)):  # torchvision-style data sets, read once
@@ -302,12 +297,9 @@ def get_dataloaders(
     train_ds = CifarDataset(data.x_train[:limit], data.y_train[:limit], tfms if own else train_tfm)
     test_tfm = test_tfm if test_tfms is None else test_tfms
     test_ds = CifarDataset(data.x_test[:limit], data.y_test[:limit], test_tfm)
-    if ws > min(len(train_ds), len(test_ds)): raise ValueError(f"{ws} processes need at least {ws} images.")
-    shard = DistributedSampler(train_ds, ws, rank, seed=seed) if ws > 1 else None
-    if ws > 1: test_ds = Subset(test_ds, range(rank, len(test_ds), ws))
     kw = dict(num_workers=default_workers() if num_workers is None else num_workers,
               pin_memory=torch.device(device).type == 'cuda', worker_init_fn=_seed_worker)
-    train_dl = _TrainLoader(train_ds, batch_size // ws, shuffle=shard is None, sampler=shard,
+    train_dl = _TrainLoader(train_ds, batch_size, shuffle=True,
                             generator=torch.Generator().manual_seed(seed), **kw)
     test_dl = DataLoader(test_ds, 2 * batch_size if test_batch_size is None else test_batch_size, **kw)
     train_dl.seed = seed  # fit reseeds every epoch from it (chapter 02)

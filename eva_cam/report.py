@@ -76,7 +76,7 @@ def report_figures(run: str|Path, # a run folder written by `train_run`
     (metrics, history), (model, cfg) = read_run(run), run_model(run)
     if data is None: data = 'sample' if metrics['data_source'] == 'sample' else 'auto'  # never a run's path
     data = load_cifar10(data) if isinstance(data, (str, Path)) else data
-    _, test_dl = recipe_dataloaders(cfg, data, num_workers=0, limit=cfg['limit'])
+    _, test_dl = recipe_dataloaders(cfg, data, limit=cfg['limit'])
     print(f"report: finding the mistakes in {len(test_dl.dataset):,} test images ({data.source})", flush=True)
     logits, labels = predict(model, test_dl, get_device(device))
     pred, stages, model = logits.argmax(1), stages_in(model), model.float()
@@ -139,20 +139,19 @@ def write_report(run: str|Path, out: str|Path, data=None, n: int = 10, layer: st
 def make_report(out: str|Path, # folder for report.html, its figures and (when training) the run
                 run: str|Path|None = None, # report on this trained run instead of training
                 data='auto', recipe: str = 's8', epochs: int|None = None, batch_size: int|None = None,
-                device=None, limit: int|None = None, num_workers: int|None = None, force=False) -> Path:
+                device=None, limit: int|None = None, force=False) -> Path:
     "Train a recipe (unless `run` is given) and write the Session 8 report to `out`."
     if run is None:
         run = Path(out)/'run'
         print(f"report: training {recipe} on {getattr(data, 'source', data)} into {run}", flush=True)
-        train_run(recipe, data, run, epochs, batch_size, device=device, limit=limit, num_workers=num_workers,
-                  force=force)
+        train_run(recipe, data, run, epochs, batch_size, device=device, limit=limit, force=force)
         data = None  # the run's own
     else: read_run(run); data = None if data == 'auto' else data
     return write_report(run, out, data=data, device=device)
 
 def train_or_read(run: str|Path, # the run folder
                   epochs: int, # the run is finished when its metrics.json has this many epochs
-                  data='auto', recipe: str = 'fast', **kwargs, # kwargs: train_run's (limit, num_workers, ...)
+                  data='auto', recipe: str = 'fast', **kwargs, # kwargs: train_run's (limit, ...)
                  ) -> tuple[dict, History, bool]:
     "Read a finished run of `epochs` epochs back from `run`, else train it there (resuming its checkpoint)."
     run = Path(run); ck = (run/'checkpoint.pt').is_file()

@@ -10,13 +10,12 @@ from pathlib import Path
 import filelock
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn as nn
 
-from .core import PRECISIONS, atomic_write, device_name, get_device, is_distributed
-from .core import is_int, is_main, is_number, resolve_precision, set_seed, unwrap, world_size
+from .core import PRECISIONS, atomic_write, device_name, get_device, is_int, is_number, resolve_precision
+from .core import set_seed, unwrap
 from .augment import DeviceLoader, ProgressiveResize
-from .data import Cifar10, check_augment, check_limit, default_workers, get_dataloaders, load_cifar10
+from .data import Cifar10, check_augment, check_limit, get_dataloaders, load_cifar10
 from .lrfinder import lr_find_to_dir, set_lr
 from .resnet import MODELS, make_model
 from .train import OPTIMIZER_RANGES, OPTIMIZERS, SCHEDULERS, History, check_scheduler, evaluate, fit
@@ -86,7 +85,8 @@ _CHECKS = {  # key: (test of its value, what is expected)
     'scheduler': (lambda v: v in SCHEDULERS, f"one of {tuple(SCHEDULERS)}"),
     'nesterov': _flag, 'wd_on_bn_bias': _flag, 'zero_init_residual': _flag,
     'label_smoothing': (lambda v: is_number(v) and 0 <= v < 1, 'a number in [0, 1)'),
-    'precision': (lambda v: v in PRECISIONS, f"one of {PRECISIONS}"), 'seed': (is_int, 'an integer'),
+    'precision': (lambda v: v in PRECISIONS, f"one of {PRECISIONS}"),
+    'seed': (lambda v: is_int(v, 0, 2**32 - 1), 'an integer from 0 to 2**32 - 1'),  # NumPy's seeds
     'lr_find_iter': _count, 'lr_find_rule': (lambda v: v in LR_FIND_RULES, f"one of {LR_FIND_RULES}"),
     'resize_side': (lambda v: is_int(v, 8, 32), 'an integer from 8 to 32'),
     'resize_epochs': (lambda v: is_int(v, 0), 'an integer >= 0'),
@@ -123,21 +123,14 @@ def get_recipe(
 # %% ../nbs/03b_run.ipynb #f2a7e66c
 def recipe_dataloaders(
     cfg: dict, # a recipe (`get_recipe`) or a run's config.json
-    data: Cifar10, device: str|torch.device = 'cpu',
-    num_workers: int|None = None, # default `default_workers()`
+    data: Cifar10, device: str|torch.device = 'cpu', # where the training batches are made
     limit: int|None = None, # only the first `limit` images of each split
-    rank: int = 0, world_size: int = 1, # this process, and the run's processes
-    on_device: bool = False, # training batches made on `device` by a `DeviceLoader`
 ) -> tuple:
-    "The training and test loaders of the recipe `cfg` (the training loader carries its seed for `fit`)."
-    if on_device and world_size > 1: raise ValueError(f"on_device=True is for one process, not {world_size}.")
-    train_dl, test_dl = get_dataloaders(data, cfg['tfms'], cfg['batch_size'], num_workers=num_workers,
-                                        seed=cfg['seed'], device=device, limit=limit, rank=rank,
-                                        world_size=world_size, cutout=cfg['cutout'],
-                                        translate=cfg['translate'])
-    if on_device: train_dl = DeviceLoader(train_dl.dataset, cfg['tfms'], cfg['batch_size'], cfg['cutout'],
-                                          cfg['seed'], device, cfg['translate'])
-    return train_dl, test_dl
+    "The recipe's training `DeviceLoader` (it carries the seed for `fit`) and test DataLoader."
+    train_dl, test_dl = get_dataloaders(data, 'none', cfg['batch_size'], num_workers=0, device=device,
+                                        limit=limit)
+    return DeviceLoader(train_dl.dataset, cfg['tfms'], cfg['batch_size'], cfg['cutout'], cfg['seed'], device,
+                        cfg['translate']), test_dl
 
 # %% ../nbs/03b_run.ipynb #a6d98ffe
 RUN_FILES = ('config.json', 'checkpoint.pt', 'history.json', 'metrics.json', 'curves.png')
@@ -161,7 +154,6 @@ def _recover(out: Path):  # the lock sorts out what a killed --force run left, u
 @contextlib.contextmanager
 def lock_run_folder(out: Path):
     "Hold a lock on the run folder `out` while a run writes it; a second run into it is refused."
-    if os.environ.get('RANK', '0') != '0': yield; return  # under torchrun, process 0 alone writes the folder
     made = [p for p in (out.absolute(), *out.absolute().parents) if not p.exists()]
     out.mkdir(parents=True, exist_ok=True)
     lock, pid = filelock.FileLock(out/'.lock'), out/'.lock.pid'
@@ -184,12 +176,12 @@ def lock_run_folder(out: Path):
 @contextlib.contextmanager
 def _starting(out: Path, force: bool, cfg: dict|None):
     "Write config.json (unless None); with `force` set the old run's files aside until the first checkpoint."
-    old = [f for f in RUN_FILES + _LR_FILES if (out/f).exists()] if force and is_main() else []
+    old = [f for f in RUN_FILES + _LR_FILES if (out/f).exists()] if force else []
     aside = out/'.replaced'
     if old:
         shutil.rmtree(aside, ignore_errors=True); aside.mkdir()
         for f in old: os.replace(out/f, aside/f)
-    if cfg is not None and is_main():
+    if cfg is not None:
         atomic_write(out/'config.json', lambda tmp: Path(tmp).write_text(json.dumps(cfg, indent=1)))
     try: yield
     except BaseException:
@@ -227,27 +219,18 @@ def _read_config(run: Path) -> dict:
         raise ValueError(f"{run/'config.json'} is damaged: {e}") from None
 
 # %% ../nbs/03b_run.ipynb #6266f73d
-def _set_found_lr(model, train_dl, data, opt, criterion, device, cfg, out):
-    "The range test on process 0 (one-process batches); every process trains at its suggestion."
-    lr, err, rule = None, None, cfg['lr_find_rule']
-    if is_main():
-        try:
-            if train_dl is None:
-                train_dl = recipe_dataloaders(cfg, data, device, cfg['num_workers'], cfg['limit'])[0]
-            res = lr_find_to_dir(model, train_dl, out, optimizer=opt, criterion=criterion, device=device,
-                                 precision=cfg['precision'], num_iter=cfg['lr_find_iter'])
-            lr = res.suggestions.get(rule)
-            if lr is None: raise ValueError(f"The LR range test suggests no rate (its loss diverged: "
-                                            f"{out/'lr_find.png'}); give the recipe a number for lr.")
-            print(f"LR finder: training with lr {lr:.3g} (its {rule!r} suggestion)")
-        except Exception as e: err = e  # tell the others first, so that none waits for ever
-    if is_distributed(): box = [lr]; dist.broadcast_object_list(box, src=0); lr = box[0]
-    if err is not None: raise err
-    if lr is None: raise RuntimeError("The LR finder failed on process 0.")
+def _set_found_lr(model, train_dl, opt, criterion, device, cfg, out):
+    "Run the range test and put its suggestion on the optimizer."
+    res = lr_find_to_dir(model, train_dl, out, optimizer=opt, criterion=criterion, device=device,
+                         precision=cfg['precision'], num_iter=cfg['lr_find_iter'])
+    lr = res.suggestions.get(cfg['lr_find_rule'])
+    if lr is None: raise ValueError(f"The LR range test suggests no rate (its loss diverged: "
+                                    f"{out/'lr_find.png'}); give the recipe a number for lr.")
+    print(f"LR finder: training with lr {lr:.3g} (its {cfg['lr_find_rule']!r} suggestion)")
     set_lr(opt, lr)
 
 # %% ../nbs/03b_run.ipynb #8d8eb963
-def _write_results(out: Path, h: History, cfg: dict, device, tta_acc: float, train_dl, n_test, processes):
+def _write_results(out: Path, h: History, cfg: dict, device, tta_acc: float, train_dl, n_test):
     "metrics.json (the numbers a report quotes and how they were made) and curves.png."
     best = int(np.argmax(h.test_acc))
     m = dict(final_test_acc=h.test_acc[-1], best_test_acc=h.test_acc[best], best_epoch=best + 1,
@@ -256,20 +239,18 @@ def _write_results(out: Path, h: History, cfg: dict, device, tta_acc: float, tra
              precision=resolve_precision(cfg['precision'], device), torch_version=torch.__version__,
              python_version=platform.python_version(), machines=h.machines, recipe=cfg['recipe'], config=cfg,
              data_source=cfg['data'], train_images=len(train_dl.dataset), test_images=n_test,
-             processes=processes, git_commit=_git_commit(),
+             git_commit=_git_commit(),
              date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'))
     atomic_write(out/'metrics.json', lambda tmp: Path(tmp).write_text(json.dumps(m, indent=1)))
     fig = plot_history(h, title=f"{cfg['recipe']} on {cfg['data']}")
     atomic_write(out/'curves.png', lambda tmp: fig.savefig(tmp, dpi=100, format='png', bbox_inches='tight'))
 
 # %% ../nbs/03b_run.ipynb #df6df182
-def _train_run(cfg: dict, data: Cifar10, out: Path, device, resume: bool, force: bool, sync_bn: bool):
-    "Build everything from a checked config, fit, and write the run folder (process 0 alone writes)."
-    set_seed(cfg['seed'])  # the same first weights in every process
+def _train_run(cfg: dict, data: Cifar10, out: Path, device, resume: bool, force: bool):
+    "Build everything from a checked config, fit, and write the run folder."
+    set_seed(cfg['seed'])
     model = make_model(cfg['model'], len(data.classes), cfg['zero_init_residual']).to(device)
-    rank, world = (dist.get_rank(), dist.get_world_size()) if is_distributed() else (0, 1)
-    train_dl, test_dl = recipe_dataloaders(cfg, data, device, cfg['num_workers'], cfg['limit'], rank, world,
-                                           on_device=device.type == 'cuda' and world == 1)
+    train_dl, test_dl = recipe_dataloaders(cfg, data, device, cfg['limit'])
     find = cfg['lr'] == 'find'
     opt = make_optimizer(model, cfg['optimizer'], 1.0 if find else cfg['lr'], cfg['momentum'],
                          cfg['nesterov'], cfg['weight_decay'], cfg['wd_on_bn_bias'])
@@ -277,17 +258,14 @@ def _train_run(cfg: dict, data: Cifar10, out: Path, device, resume: bool, force:
     check_scheduler(cfg['scheduler'], cfg['scheduler_kw'], cfg['epochs'] * len(train_dl))
     with _starting(out, force, None if resume else cfg):
         if find and not resume:  # a resumed run restores its rate
-            one = train_dl if world == 1 else None
-            _set_found_lr(model, one, data, opt, criterion, device, cfg, out)
+            _set_found_lr(model, train_dl, opt, criterion, device, cfg, out)
         if cfg['resize_epochs']:  # after the range test, which sees 32-pixel images
             train_dl = ProgressiveResize(train_dl, cfg['resize_side'], cfg['resize_epochs'], device)
-        if sync_bn and world > 1: model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         sched = make_scheduler(opt, cfg['scheduler'], cfg['epochs'], len(train_dl), **cfg['scheduler_kw'])
         hist = fit(model, train_dl, test_dl, cfg['epochs'], opt, sched, criterion, cfg['precision'], out,
                    resume)
         tta_acc = evaluate(model, test_dl, None, device, cfg['precision'], tta=True)[1]
-        n_test = len(data.x_test[:cfg['limit']])
-        if is_main(): _write_results(out, hist, cfg, device, tta_acc, train_dl, n_test, world)
+        _write_results(out, hist, cfg, device, tta_acc, train_dl, len(data.x_test[:cfg['limit']]))
         return hist
 
 # %% ../nbs/03b_run.ipynb #efe097a0
@@ -300,8 +278,6 @@ def train_run(
     resume: bool = False, # continue the run in `out`
     force: bool = False, # replace the run in `out`
     limit: int|None = None, # only the first `limit` images of each split
-    num_workers: int|None = None, # DataLoader workers; default `default_workers()`
-    sync_bn: bool = False, # GPUs, distributed: BatchNorm statistics over the global batch
     **overrides, # other recipe keys, e.g. scheduler='cosine'
 ) -> History:
     "Train a recipe end to end into the run folder `out`; returns the History."
@@ -309,31 +285,18 @@ def train_run(
     overrides.update({k: v for k, v in given.items() if v is not None})
     get_recipe(recipe, **overrides)
     dev, limit = get_device(device), check_limit(limit)
-    if num_workers is not None and not is_int(num_workers, 0):
-        raise ValueError(f"num_workers must be an integer >= 0, got {num_workers!r}.")
-    if sync_bn and dev.type != 'cuda': raise ValueError(f"sync_bn=True needs CUDA devices, not {dev.type}.")
     if out is not None and not str(out).strip(): raise ValueError("The run folder is empty (''): name one.")
     out = Path(out) if out is not None else Path('runs')/recipe
     _check_run_folder(out, resume, force)
-    if world_size() > 1 and not is_distributed():
-        raise RuntimeError("Under torchrun, call train_run inside distributed_session (chapter 07).")
     with lock_run_folder(out):
-        if not is_distributed(): data = data if isinstance(data, Cifar10) else load_cifar10(data)
-        elif not isinstance(data, Cifar10):  # process 0 first (it may download), then the others
-            if is_main(): data = load_cifar10(data)
-            dist.barrier()
-            if not is_main(): data = load_cifar10(data)
-        cfg = {'recipe': recipe, **get_recipe(recipe, **overrides), 'data': data.source, 'limit': limit,
-               'num_workers': default_workers() if num_workers is None else num_workers}
+        data = data if isinstance(data, Cifar10) else load_cifar10(data)
+        cfg = {'recipe': recipe, **get_recipe(recipe, **overrides), 'data': data.source, 'limit': limit}
         if resume and _finished(out, cfg): return History.load(out/'history.json')
-        return _train_run(cfg, data, out, dev, resume, force, sync_bn)
+        return _train_run(cfg, data, out, dev, resume, force)
 
 def _finished(out: Path, cfg: dict) -> bool:
-    "Check a resume's settings against the run's, taking its worker count; True if it is finished."
-    old = _read_config(out); old.setdefault('num_workers', cfg['num_workers'])  # a run made before this
-    if old['num_workers'] != cfg['num_workers']:  # the augmentation's random draws depend on it
-        print(f"Resuming with num_workers={old['num_workers']}, as the run began, not {cfg['num_workers']}.")
-        cfg['num_workers'] = old['num_workers']
+    "Check a resume's settings against the run's; True if it is finished."
+    old = _read_config(out)
     diff = [f"{k}={old.get(k)!r} there, {cfg.get(k)!r} now" for k in sorted(set(cfg) | set(old))
             if cfg.get(k) != old.get(k)]
     if diff: raise ValueError(f"Cannot resume {out}: it was made with other settings ({', '.join(diff)}).")

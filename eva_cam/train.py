@@ -9,17 +9,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 import torch.nn as nn
 import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
-from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import CosineAnnealingLR, OneCycleLR, ReduceLROnPlateau, StepLR
 from tqdm.auto import tqdm
 
 from .core import atomic_write, autocast, cpu_has_bf16, device_name, get_device, grad_scaler
-from .core import is_distributed, is_int, is_main, is_number, model_device, resolve_precision, rng_state
-from .core import set_rng_state, unwrap, world_size
+from .core import is_int, is_number, model_device, resolve_precision, rng_state, set_rng_state, unwrap
 from .data import reseed
 
 # %% auto #0
@@ -61,12 +58,6 @@ def _check_finite(loss, where, lr=None, classes=0):  # a uniform guess's loss is
         raise FloatingPointError(f"The loss became {loss:.4g} {where}{at}: training diverged. "
                                  "Try a lower learning rate, or precision='fp32'.")
 
-def _sum_over_ranks(values, device):
-    if not is_distributed(): return list(values)
-    t = torch.tensor(values, dtype=torch.float64, device=device if dist.get_backend() == 'nccl' else 'cpu')
-    dist.all_reduce(t)
-    return t.tolist()
-
 # %% ../nbs/02_train.ipynb #943e4285
 def train_epoch(
     model: nn.Module, dl, optimizer: torch.optim.Optimizer,
@@ -84,7 +75,7 @@ def train_epoch(
     _place(model, device).train()
     total, correct, n = torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long), 0
     try:
-        bar = tqdm(dl, desc=desc, leave=False, disable=not is_main())
+        bar = tqdm(dl, desc=desc, leave=False)
         for i, (xb, yb) in enumerate(bar):
             xb, yb = _to_device(xb, yb, device)
             loss, (out,) = train_step(model, [(xb, yb)], optimizer, criterion, scaler, device, precision)
@@ -97,8 +88,7 @@ def train_epoch(
                 bar.set_postfix(loss=f'{running:.3f}', acc=f'{correct.item()/n:.3f}')
     finally: model.train(was_training)
     if n == 0: raise ValueError("The training loader gave no batches.")
-    total, correct, n = _sum_over_ranks([total.item(), correct.item(), n], device)
-    return total / n, correct / n
+    return total.item() / n, correct.item() / n
 
 # %% ../nbs/02_train.ipynb #b028998e
 def predict(
@@ -125,13 +115,10 @@ def evaluate(
     model: nn.Module, dl, criterion: nn.Module|None = None, # default nn.CrossEntropyLoss()
     device: str|torch.device|None = None, precision: str = 'auto', tta: bool = False,
 ) -> tuple[float, float]:
-    "Mean loss and accuracy of `model` over `dl` (over all processes' shares in a distributed run)."
+    "Mean loss and accuracy of `model` over `dl`."
     logits, labels = predict(model, dl, device, precision, tta)
     loss = (criterion or nn.CrossEntropyLoss())(logits, labels).item() if len(labels) else 0.0
-    if not is_distributed(): return loss, (logits.argmax(1) == labels).float().mean().item()
-    right = (logits.argmax(1) == labels).sum().item()
-    sums = _sum_over_ranks([loss * len(labels), right, len(labels)], _device_for(model, device))
-    return sums[0] / sums[2], sums[1] / sums[2]
+    return loss, (logits.argmax(1) == labels).float().mean().item()
 
 # %% ../nbs/02_train.ipynb #0c7d2ff8
 @dataclass
@@ -311,18 +298,18 @@ def _start(model, optimizer, scheduler, scaler, out, resume, precision, epochs) 
     if resume:
         ckpt = load_checkpoint(out/'checkpoint.pt', model, optimizer, scheduler, scaler, restore_rng=True)
         history, start = History(**ckpt['history']), ckpt['epoch']
-    if out is not None and is_main():
+    if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         for t in out.glob('.*.tmp'): t.unlink()  # left by a run killed while it wrote
     if start < epochs:
         history.machines.append(dict(
-            from_epoch=start + 1, device=str(device), device_name=device_name(device), processes=world_size(),
+            from_epoch=start + 1, device=str(device), device_name=device_name(device),
             precision=precision, cpu_has_bf16=cpu_has_bf16(),
             cpu_capability=torch.backends.cpu.get_cpu_capability(),
             torch_version=str(torch.__version__),  # a str: weights_only loading refuses a TorchVersion
             started=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')))
         where = f"{device} ({device_name(device)}), {precision}"
-        if is_main(): print(f"fit: epochs {start+1}-{epochs} on {where}")
+        print(f"fit: epochs {start+1}-{epochs} on {where}")
     return history, start
 
 # %% ../nbs/02_train.ipynb #ce5aebcc
@@ -340,15 +327,12 @@ def fit(
     device, out = model_device(model), Path(out) if out is not None else None
     precision = resolve_precision(precision, device); scaler = grad_scaler(device, precision)
     h, start = _start(model, optimizer, scheduler, scaler, out, resume, precision, epochs)
-    step_model = DistributedDataParallel(model) if is_distributed() else model  # averages gradients
     for epoch in range(start, epochs):
         reseed(train_dl, getattr(train_dl, 'seed', 0), epoch)
         t0, lr = time.perf_counter(), optimizer.param_groups[0]['lr']
         try:
-            train_loss, train_acc = train_epoch(step_model, train_dl, optimizer, criterion, device, precision,
+            train_loss, train_acc = train_epoch(model, train_dl, optimizer, criterion, device, precision,
                                                 scaler, scheduler, f'epoch {epoch+1}/{epochs}')
-            if is_distributed():  # all processes hold process 0's model, which the checkpoint saves
-                for b in model.buffers(): dist.broadcast(b, 0)
             test_loss, test_acc = evaluate(model, test_dl, None, device, precision)
             _check_finite(test_loss, f"on the test set after epoch {epoch+1}")
         except FloatingPointError as e:
@@ -359,10 +343,9 @@ def fit(
         elif scheduler is not None and not isinstance(scheduler, OneCycleLR): scheduler.step()
         h.append(train_loss=train_loss, train_acc=train_acc, test_loss=test_loss, test_acc=test_acc, lr=lr,
                  seconds=time.perf_counter() - t0)
-        if is_main(): print(f"epoch {epoch+1:3d}/{epochs}  train loss {train_loss:.4f} acc {train_acc:6.2%}  "
-                            f"test loss {test_loss:.4f} acc {test_acc:6.2%}  "
-                            f"lr {lr:.2e}  {h.seconds[-1]:.1f} s")
-        if out is not None and is_main():
+        print(f"epoch {epoch+1:3d}/{epochs}  train loss {train_loss:.4f} acc {train_acc:6.2%}  "
+              f"test loss {test_loss:.4f} acc {test_acc:6.2%}  lr {lr:.2e}  {h.seconds[-1]:.1f} s")
+        if out is not None:
             save_checkpoint(out/'checkpoint.pt', model, optimizer, scheduler, scaler, epoch + 1, h)
             h.save(out/'history.json')
     return h

@@ -41,7 +41,7 @@ def test_wheel_installs_and_runs(tmp_path):
     run(py, '-c', "from eva_cam.data import load_cifar10; from PIL import Image; Image.fromarray(load_cifar10('sample').x_test[1]).save('picture.png')", cwd=tmp_path)
     out = run(exe, 'cam', '--image', 'picture.png', '--out', 'cam.png', cwd=tmp_path)
     assert 'the trained ResNet18 eva_cam ships' in out and (tmp_path/'cam.png').stat().st_size > 0, out
-    out = run(exe, 'report', '--data', 'sample', '--epochs', '1', '--limit', '256', '--batch-size', '64', '--workers', '0',
+    out = run(exe, 'report', '--data', 'sample', '--epochs', '1', '--limit', '256', '--batch-size', '64',
               '--out', tmp_path/'report', cwd=tmp_path)
     m = json.loads((tmp_path/'report'/'run'/'metrics.json').read_text())
     assert out.startswith("report: training s8 on sample into"), out  # Session 8's recipe, said before the training
