@@ -23,14 +23,16 @@ CPU = torch.device('cpu')
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--out', default=str(Path(__file__).parent/'results'/'main-job-cpu.json'))
+    p.add_argument('--keep', type=Path, help='write the report into this new folder, to look at, instead of a temporary one')
     a = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = ['eva_cam', 'report', '--data', 'sample', '--out', str(Path(tmp)/'sample-report')]
+        report = a.keep or Path(tmp)/'sample-report'
+        cmd = ['eva_cam', 'report', '--data', 'sample', '--out', str(report)]
         exe = Path(sys.executable).parent/'eva_cam'  # the console script of this environment
         load_before, t0 = os.getloadavg(), time.perf_counter()
         subprocess.run([str(exe), *cmd[1:]], check=True, env={**os.environ, 'CUDA_VISIBLE_DEVICES': ''})
         seconds = time.perf_counter() - t0
-        written = (Path(tmp)/'sample-report'/'report.html').is_file()
+        written = (report/'report.html').is_file()
     res = dict(what="the README's main job, " + ' '.join(cmd[:4]) + ", on the CPU", seconds=seconds, report_written=written,
                cpu=device_name(CPU), cpu_capability=torch.backends.cpu.get_cpu_capability(), cpu_has_bf16=cpu_has_bf16(),
                precision=resolve_precision('auto', CPU), cores=os.cpu_count(), threads=torch.get_num_threads(),

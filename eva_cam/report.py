@@ -105,7 +105,7 @@ def _table(rows, head: tuple = ()) -> str:
 _TITLES = {'curves': 'Loss and accuracy', 'misclassified': 'Mistakes', 'gradcam': 'Grad-CAM: predicted, true',
            'confusion': 'Confusion (rows: true class)'}
 _HEAD = ("<meta charset='utf-8'><style>body{font-family:sans-serif;max-width:900px;margin:auto} "
-         "td,th{border:1px solid #ccc}</style>")
+         "img{max-width:100%} td,th{border:1px solid #ccc}</style>")
 _FAITHFUL = ("Each stage's Grad-CAM of the mistakes' predicted class, scored as in chapter 04a, best first. "
              "Deletion: lower is better; insertion, confidence change: higher. Floor: ")
 
