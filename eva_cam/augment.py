@@ -62,7 +62,7 @@ def augment_batch(
 # %% ../nbs/00a_augment.ipynb #81999cdc
 class DeviceLoader:
     "Shuffled batches of `dataset`'s images, augmented on `device` by `augment_batch`."
-    num_workers, sampler = 0, None  # what `reseed` asks of a loader
+    num_workers = 0  # what `reseed` asks of a loader
     def __init__(
         self, dataset: CifarDataset, # its images and labels (not its pipeline)
         tfms: str = 'standard', # one of TRANSFORMS
@@ -100,7 +100,7 @@ class ProgressiveResize:
         if not (is_int(side, 8, 32) and is_int(epochs, 0)):
             raise ValueError(f"side={side!r}, epochs={epochs!r}: expected 8 to 32 pixels, and 0 or more.")
         self.dl, self.side, self.epochs, self.resize_device, self.epoch = dl, side, epochs, device, 0
-    def __getattr__(self, name):  # anything else (dataset, sampler, ...) is the wrapped loader's
+    def __getattr__(self, name):  # anything else (dataset, seed, ...) is the wrapped loader's
         if name.startswith('__') or 'dl' not in self.__dict__: raise AttributeError(name)  # for copy
         return getattr(self.dl, name)
     def __len__(self): return len(self.dl)
