@@ -248,7 +248,8 @@ def main(argv=None):
     # `finally` blocks run: the stopped run's record is written, and the runs of --jobs are stopped too
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try: specs = expand(json.loads(a.plan.read_text()))
-    except ValueError as e: raise SystemExit(f"{a.plan}: {e}") from None  # one line, not a traceback
+    except OSError as e: raise SystemExit(f"{a.plan}: {e.strerror}") from None  # one line, not a traceback
+    except ValueError as e: raise SystemExit(f"{a.plan}: {e}") from None
     todo = [s for s in specs if not a.only or s['setting'] in a.only or s['name'] in a.only]
     if a.only and not todo: p.error(f"--only {' '.join(a.only)}: no such setting or run in {a.plan}")
     if not a.summary_only:

@@ -287,7 +287,7 @@ def get_dataloaders(
     own = isinstance(tfms, (A.BaseCompose, A.BasicTransform))
     _check(('tfms', tfms, own or tfms in TRANSFORMS, f"one of {TRANSFORMS} or an Albumentations pipeline"),
            ('batch_size', batch_size, is_int(batch_size, 1), 'a positive integer'),
-           ('num_workers', num_workers, is_int(num_workers or 0, 0), 'an integer >= 0 (--workers)'),
+           ('num_workers', num_workers, is_int(num_workers or 0, 0), 'an integer >= 0'),
            ('seed', seed, is_int(seed, 0, 2**32 - 1), 'an integer from 0 to 2**32 - 1, as NumPy takes'))
     check_limit(limit)
     train_tfm, test_tfm = get_transforms('none' if own else tfms, cutout=cutout, translate=translate)

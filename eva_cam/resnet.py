@@ -110,9 +110,15 @@ def model_summary(model: nn.Module, input_size=(1, 3, 32, 32), depth: int = 2, *
 # %% ../nbs/01_resnet.ipynb #d47fcf29
 PRETRAINED = 'resnet18_cifar10'  # eva_cam/weights/PRETRAINED.pt and .json
 
-def pretrained_record() -> dict:
+def pretrained_record(path: str|Path|None = None, # a copy of the shipped record; default: the package's
+                     ) -> dict:
     "The record of the shipped weights: the run that made them, its test accuracy, commit, date, and sha256."
-    return json.loads((files('eva_cam') / 'weights' / f'{PRETRAINED}.json').read_text())
+    path = Path(path) if path is not None else Path(str(files('eva_cam') / 'weights' / f'{PRETRAINED}.json'))
+    try: rec = json.loads(path.read_text())
+    except (OSError, ValueError) as e: rec = repr(e)
+    if not isinstance(rec, dict) or 'sha256' not in rec:
+        raise ValueError(f"The weights record {path} is missing or damaged ({rec}): reinstall eva_cam.")
+    return rec
 
 def load_pretrained(device: str|torch.device = 'cpu', # where the model goes
                     path: str|Path|None = None, # a copy of the shipped file; default: the package's

@@ -223,6 +223,11 @@ def test_bad_plan(tmp_path):
         run_plan.main(['--plan', str(tmp_path/'plan.json'), '--summary-only'])
     with pytest.raises(SystemExit):
         run_plan.main(['--plan', str(ROOT/'bench'/'plan.json'), '--only', 'nope', '--summary-only'])
+    (tmp_path/'plan.json').write_text('{"runs": [')  # cut short
+    with pytest.raises(SystemExit, match='plan.json: Expecting value'):
+        run_plan.main(['--plan', str(tmp_path/'plan.json'), '--summary-only'])
+    with pytest.raises(SystemExit, match='none.json: No such file'):
+        run_plan.main(['--plan', str(tmp_path/'none.json'), '--summary-only'])
 
 
 def test_stopped_by_sigterm(tmp_path):
