@@ -44,7 +44,7 @@ def _cmd_train(a) -> int:
     from eva_cam.run import train_run
     kw = dict(a.set)
     for k in sorted(kw.keys() & {'epochs', 'batch_size', 'lr'}):
-        raise ValueError(f"--set {k}=: give {k} with --{k.replace('_', '-')} instead.")
+        raise ValueError(f"--set {k}={kw[k]!r}: give {k} with --{k.replace('_', '-')} instead.")
     if not isinstance(n := kw.get('lr_find_iter', 20), int) or n < 20:  # before the data loads
         raise ValueError(f"--set lr_find_iter={n!r}: expected an integer >= 20.")
     h = train_run(a.recipe, a.data, a.out, a.epochs, a.batch_size, a.lr, a.device, a.resume, a.force, a.limit,

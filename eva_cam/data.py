@@ -265,6 +265,10 @@ class _TrainLoader(DataLoader):
     def __len__(self): return super().__len__() - self._lone()
     def __iter__(self): return islice(super().__iter__(), len(self)) if self._lone() else super().__iter__()
 
+def _normalizes(t) -> bool:
+    "Whether the Albumentations transform `t` is or holds an `A.Normalize`."
+    return isinstance(t, A.Normalize) or any(map(_normalizes, getattr(t, 'transforms', [])))
+
 def _arrays(ds, limit: int|None) -> tuple:
     "The first `limit` (image, label) pairs of `ds` as arrays."
     pairs = [ds[i] for i in range(min(len(ds), limit or len(ds)))]
@@ -290,6 +294,9 @@ def get_dataloaders(
            ('num_workers', num_workers, is_int(num_workers or 0, 0), 'an integer >= 0'),
            ('seed', seed, is_int(seed, 0, 2**32 - 1), 'an integer from 0 to 2**32 - 1, as NumPy takes'))
     check_limit(limit)
+    if own and test_tfms is None and not _normalizes(tfms):
+        raise ValueError("Your pipeline has no A.Normalize, but the default test pipeline normalises: add "
+                         "A.Normalize(mean=CIFAR10_MEAN, std=CIFAR10_STD) to it, or give test_tfms.")
     train_tfm, test_tfm = get_transforms('none' if own else tfms, cutout=cutout, translate=translate)
     if isinstance(data, (tuple, list)):  # torchvision-style data sets, read once
         data = Cifar10(*_arrays(data[0], limit), *_arrays(data[1], limit), source='data sets')

@@ -256,7 +256,7 @@ def plot_gradcam(images: torch.Tensor, # normalised images `(N, 3, H, W)`
                  titles: list|None = None, # one title per image, over its original
                  alpha: float = 0.5, mean: tuple = CIFAR10_MEAN, std: tuple = CIFAR10_STD) -> plt.Figure:
     "A grid with one row per image: original, heatmap, overlay."
-    titles = ['original'] * len(images) if titles is None else titles
+    titles = ['original'] * len(check_images(images)) if titles is None else titles
     if not len(images) == len(cams) == len(titles):
         raise ValueError(f"Got {len(images)} images, {len(cams)} maps and {len(titles)} titles.")
     fig, axs = plt.subplots(len(images), 3, figsize=(5.4, 1.9*len(images)), squeeze=False)
@@ -274,6 +274,8 @@ def plot_gradcam_misclassified(model: nn.Module,
                                layer: str|nn.Module = 'layer3', classes: tuple = CLASSES, alpha: float = 0.5,
                                mean: tuple = CIFAR10_MEAN, std: tuple = CIFAR10_STD) -> plt.Figure:
     "For each misclassified image: the original, and the maps for the predicted and for the true class."
+    if not all(hasattr(mistakes, k) for k in ('images', 'pred', 'true', 'loss')):
+        raise ValueError(f"mistakes must be what get_misclassified returns, got a {type(mistakes).__name__}.")
     xs, n = mistakes.images.cpu(), len(mistakes.images)
     if n == 0: raise ValueError("There are no misclassified images to show.")
     cams = gradcam(model, torch.cat([xs, xs]), layer, torch.cat([mistakes.pred, mistakes.true])).cpu()
