@@ -256,7 +256,8 @@ def plot_gradcam(images: torch.Tensor, # normalised images `(N, 3, H, W)`
                  titles: list|None = None, # one title per image, over its original
                  alpha: float = 0.5, mean: tuple = CIFAR10_MEAN, std: tuple = CIFAR10_STD) -> plt.Figure:
     "A grid with one row per image: original, heatmap, overlay."
-    titles = ['original'] * len(check_images(images)) if titles is None else titles
+    check_images(images)
+    titles = ['original'] * len(images) if titles is None else titles
     if not len(images) == len(cams) == len(titles):
         raise ValueError(f"Got {len(images)} images, {len(cams)} maps and {len(titles)} titles.")
     fig, axs = plt.subplots(len(images), 3, figsize=(5.4, 1.9*len(images)), squeeze=False)

@@ -116,8 +116,9 @@ def pretrained_record(path: str|Path|None = None, # a copy of the shipped record
     path = Path(path) if path is not None else Path(str(files('eva_cam') / 'weights' / f'{PRETRAINED}.json'))
     try: rec = json.loads(path.read_text())
     except (OSError, ValueError) as e: rec = repr(e)
-    if not isinstance(rec, dict) or 'sha256' not in rec:
-        raise ValueError(f"The weights record {path} is missing or damaged ({rec}): reinstall eva_cam.")
+    if not (isinstance(rec, dict) and {'sha256', 'name', 'full_test_acc_shipped'} <= rec.keys()):
+        raise ValueError(f"The weights record {path} is missing or damaged ({str(rec)[:80]}): "
+                         "reinstall eva_cam.")
     return rec
 
 def load_pretrained(device: str|torch.device = 'cpu', # where the model goes
