@@ -38,8 +38,9 @@ def _training(cfg: dict) -> str:
     lr = 'from the LR range test' if cfg['lr'] == 'find' else f"{cfg['lr']:g}"
     aug = {'s9': 'flip', 's10': 'flip, cutout', 'none': 'none'}.get(cfg['tfms'], 'crop, flip')
     if cfg['tfms'] == 'standard' and cfg.get('cutout'): aug += f", cutout {cfg['cutout']}"
-    return (f"{cfg['optimizer']} lr {lr}, {cfg['scheduler']} schedule, weight decay {cfg['weight_decay']:g}, "
-            f"augmentation: {aug}, batch {cfg['batch_size']}")
+    sgd = f" (momentum {cfg['momentum']:g}" + ', Nesterov' * cfg['nesterov'] + ')'
+    return (f"{cfg['optimizer']} lr {lr}{sgd * (cfg['optimizer'] == 'sgd')}, {cfg['scheduler']} schedule, "
+            f"weight decay {cfg['weight_decay']:g}, augmentation: {aug}, batch {cfg['batch_size']}")
 
 def evidence(metrics: dict) -> dict:
     "The facts of a run that a reader needs first, as label -> text."
@@ -58,8 +59,8 @@ def evidence(metrics: dict) -> dict:
 def results_table(metrics: dict) -> list[tuple]:
     "Rows (what, epochs, test accuracy) for the write-ups of S8, S9 and S10 and this run."
     m, n = metrics, (metrics['train_images'], metrics['test_images'])
-    data = 'full CIFAR-10' if n == (50_000, 10_000) else (f"{m['data_source']}, {n[0]:,} / {n[1]:,} images: "
-                                                          "it shows that all runs, not how well it learns")
+    data = 'full CIFAR-10' if n == (50_000, 10_000) else (
+        f"{m['data_source']}, {n[0]:,} / {n[1]:,} images: a test that it runs, not of how well it learns")
     rows = [(f"{k.upper()} write-up", RECIPES[k]['epochs'], f"{REPORTED_ACCURACY[k]:.2%}") for k in _WRITEUPS]
     return rows + [(
         f"this run: eva_cam `{m['recipe']}` ({data})", m['epochs'], f"**{m['final_test_acc']:.2%}**")]
