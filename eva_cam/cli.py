@@ -104,9 +104,10 @@ def _cmd_report(a) -> int:
 def _parser(sub, name: str, help: str, func, recipe: str = 'fast', out: str = ''):
     "A command's parser; with the data options and `--out` (what `out` says) if `out`."
     p = sub.add_parser(name, help=help, description=help, allow_abbrev=False)
-    p.set_defaults(func=func)
+    p.set_defaults(func=func, parser=p)  # `main` names the command in its errors
     if not out: return p
-    p.add_argument('--recipe', default=recipe, help="fast, s8, s9 or s10 (default: %(default)s)")
+    p.add_argument('--recipe', default=recipe,
+                   help="fast, fast-cpu (no GPU), s8, s9 or s10 (default: %(default)s)")
     p.add_argument('--data', default='auto', help="auto, sample, download or a CIFAR-10 folder")
     p.add_argument('--device', help="cuda, mps or cpu (default: the best there is)")
     p.add_argument('--limit', type=_int(1), help="only the first N train and test images")
@@ -150,7 +151,8 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]|None = None) -> int:
     "Entry point of the `eva_cam` console script."
     argv = sys.argv[1:] if argv is None else list(argv)
-    a, t0 = make_parser().parse_args(argv), time.time()
+    (a, extra), t0 = make_parser().parse_known_args(argv), time.time()
+    if extra: a.parser.error(f"unrecognized arguments: {' '.join(extra)}")  # with the command's own usage
     out = None if a.command == 'cam' else Path(a.out).absolute()
     made = next((d for d in reversed([out, *out.parents]) if not d.exists()), None) if out else None
     try: return a.func(a)
